@@ -1,0 +1,4 @@
+"""The flow task suite: pass this folder to lmms-eval with ``--include_path``.
+
+``lmms-eval-flow tasks-dir`` prints its location.
+"""
