@@ -1,0 +1,128 @@
+"""The attention function registered with transformers: stock SDPA plus the regime's mask.
+
+It is installed on the text decoder only (``set_attn_implementation({"text_config": ...})``)
+and looks up, for ``module.layer_idx``, the mask of the batch being run. Layers a regime does
+not touch get the stock call unchanged (``full`` is bit-identical and keeps SDPA's fast causal
+path). Rows whose every key is blocked give zeros, never NaN.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+import torch
+from transformers import AttentionInterface, AttentionMaskInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import sdpa_mask
+
+from .plan import SamplePlan
+
+FLOW_ATTENTION = "lmms_eval_flow"
+
+# The batch whose forward is running; set by the model's forward hooks (see session.py).
+ACTIVE_BATCH: ContextVar["BatchPlan | None"] = ContextVar("lmms_eval_flow_batch", default=None)
+
+
+class BatchPlan:
+    """One forward batch under a regime: a plan per row, its left padding, and the masks built so far.
+
+    Positions are in padded coordinates: row ``b``'s prompt occupies ``pads[b]..prompt_length-1``,
+    generated tokens follow. Generated tokens read the prompt as the last position does and read
+    each other causally (as Map the Flow's generation does).
+    """
+
+    def __init__(self, plans: list[SamplePlan], pads: list[int], prompt_length: int):
+        self.plans = plans
+        self.pads = pads
+        self.prompt_length = prompt_length
+        self.prefill = True
+        self._masks: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._shape: tuple[int, int] | None = None
+        regime = plans[0].regime
+        self.video_exit = regime.video_exit
+        self.kept = self._kept_positions() if self.video_exit is not None else None
+
+    def _kept_positions(self) -> torch.Tensor:
+        """[B, M] padded positions that stay after video leaves the sequence."""
+        video = [plan.layout.size("video") for plan in self.plans]
+        if len(set(video)) > 1:
+            raise ValueError(
+                f"temporal_exit drops video positions from the batch tensor, so every sample of a batch needs "
+                f"the same number of video tokens; this batch has {video}. Use batch_size=1."
+            )
+        rows = []
+        for plan, pad in zip(self.plans, self.pads):
+            keep = torch.ones(self.prompt_length, dtype=torch.bool)
+            keep[plan.layout.positions("video") + pad] = False
+            rows.append(keep.nonzero().squeeze(1))
+        return torch.stack(rows)
+
+    def attention_mask(self, layer: int, q_len: int, kv_len: int, stock: torch.Tensor | None):
+        """The mask for this layer (stock mask and regime combined), and the rows left with no key."""
+        if self.video_exit is not None and layer >= self.video_exit:
+            return self._without_video(stock), None
+        if not any(plan.masked(layer) for plan in self.plans):
+            return stock, None
+        if self._shape != (q_len, kv_len):
+            self._masks.clear()
+            self._shape = (q_len, kv_len)
+        key = tuple(plan.mask_key(layer) for plan in self.plans)
+        if key not in self._masks:
+            self._masks[key] = self._build(layer, q_len, kv_len, stock)
+        return self._masks[key]
+
+    def _build(self, layer: int, q_len: int, kv_len: int, stock: torch.Tensor | None):
+        rows = [self._rows(plan, pad, layer, q_len, kv_len) for plan, pad in zip(self.plans, self.pads)]
+        mask = torch.stack(rows)[:, None]
+        if stock is not None:
+            mask = mask.to(stock.device) & stock
+        empty = ~mask.any(-1)  # [B, 1, Q]
+        if empty.any():
+            # SDPA turns a row with no key into NaN: let it read its own position, then zero it.
+            own = torch.eye(q_len, kv_len, kv_len - q_len, dtype=torch.bool, device=mask.device)
+            mask = mask | (empty[..., None] & own)
+        return mask, empty
+
+    def _rows(self, plan: SamplePlan, pad: int, layer: int, q_len: int, kv_len: int) -> torch.Tensor:
+        prompt = self.prompt_length
+        q_start = kv_len - q_len
+        rows = torch.zeros(q_len, kv_len, dtype=torch.bool)
+        prompt_rows = max(0, min(prompt, kv_len) - q_start)
+        if prompt_rows:
+            first = max(q_start, pad)  # rows of padding positions read nothing
+            rows[first - q_start:prompt_rows, pad:prompt] = plan.allowed(layer)[first - pad:q_start + prompt_rows - pad]
+        if prompt_rows < q_len:
+            generated = kv_len - prompt
+            rows[prompt_rows:, pad:prompt] = plan.last_row(layer)
+            rows[prompt_rows:, prompt:] = torch.ones(generated, generated, dtype=torch.bool).tril()[-(q_len - prompt_rows):]
+        return rows
+
+    def _without_video(self, stock: torch.Tensor | None) -> torch.Tensor | None:
+        """The stock mask cut to the positions left after temporal exit (None stays None)."""
+        if stock is None:
+            return None
+        kept = self.kept.to(stock.device)
+        generated = torch.arange(self.prompt_length, stock.shape[-1], device=stock.device).expand(len(kept), -1)
+        columns = torch.cat([kept, generated], dim=1)
+        stock = stock.expand(len(kept), -1, -1, -1)
+        if self.prefill:
+            stock = stock.gather(2, kept[:, None, :, None].expand(-1, stock.shape[1], -1, stock.shape[-1]))
+        return stock.gather(3, columns[:, None, None, :].expand(-1, stock.shape[1], stock.shape[2], -1))
+
+
+def flow_attention(module, query, key, value, attention_mask, **kwargs):
+    batch = ACTIVE_BATCH.get()
+    empty = None
+    if batch is not None:
+        attention_mask, empty = batch.attention_mask(module.layer_idx, query.shape[2], key.shape[2], attention_mask)
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(query.device)
+    output, weights = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    if empty is not None:
+        output = output.masked_fill(empty[:, 0, :, None, None].to(output.device), 0.0)
+    return output, weights
+
+
+AttentionInterface.register(FLOW_ATTENTION, flow_attention)
+# Same mask preparation as SDPA, or padding masks would be dropped for our key.
+AttentionMaskInterface.register(FLOW_ATTENTION, sdpa_mask)

@@ -1,0 +1,115 @@
+"""The token groups of one sample (SPEC "Token groups"): where prefix, video frames, question,
+template and the last position lie in the language model's input sequence.
+
+Every regime is stated over these groups, so a layout is all the engine needs to know about a
+sample. Model families only find the video and the question in their own token ids and call
+``TokenLayout.from_spans``; the synthetic layout serves planning (``lmms-eval-flow edges``) and tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+GROUPS = ("prefix", "video", "question", "template", "last")
+# Every position after the video: what SPEC calls `query`.
+QUERY = ("question", "template", "last")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of consecutive positions of one group (and, for video, one frame)."""
+
+    group: str
+    start: int
+    stop: int
+    frame: int = -1  # frame index inside the video; -1 outside it
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """The ordered, gap-free segments covering positions 0..length-1 of one sample."""
+
+    segments: tuple[Segment, ...]
+
+    @classmethod
+    def from_spans(
+        cls,
+        length: int,
+        video_start: int,
+        frame_sizes: list[int],
+        question: tuple[int, int],
+    ) -> "TokenLayout":
+        """Build a layout from the video's start and per-frame token counts and the question span.
+
+        Everything before the video is prefix; after it, the question span is question, the
+        final position is last, and every other position is template.
+        """
+        video_stop = video_start + sum(frame_sizes)
+        q_start, q_stop = question
+        if not 0 <= video_start <= video_stop < length:
+            raise ValueError(f"video span {video_start}-{video_stop} does not fit a sequence of {length} positions")
+        if not video_stop <= q_start <= q_stop <= length - 1:
+            raise ValueError(
+                f"question span {q_start}-{q_stop} must lie after the video (ends at {video_stop}) "
+                f"and before the last position ({length - 1})"
+            )
+        segments = [Segment("prefix", 0, video_start)]
+        start = video_start
+        for frame, size in enumerate(frame_sizes):
+            segments.append(Segment("video", start, start + size, frame))
+            start += size
+        segments += [
+            Segment("template", video_stop, q_start),
+            Segment("question", q_start, q_stop),
+            Segment("template", q_stop, length - 1),
+            Segment("last", length - 1, length),
+        ]
+        return cls(tuple(s for s in segments if s.size > 0))
+
+    @classmethod
+    def synthetic(cls, prefix: int, frames: int, tokens_per_frame: int, question: int, template: int) -> "TokenLayout":
+        """prefix | video (frame after frame) | question | template | last (one position)."""
+        for name, value in dict(prefix=prefix, frames=frames, tokens_per_frame=tokens_per_frame,
+                                question=question, template=template).items():
+            if value < 0:
+                raise ValueError(f"{name}={value} must not be negative")
+        video_stop = prefix + frames * tokens_per_frame
+        length = video_stop + question + template + 1
+        return cls.from_spans(length, prefix, [tokens_per_frame] * frames, (video_stop, video_stop + question))
+
+    @property
+    def length(self) -> int:
+        return self.segments[-1].stop
+
+    @cached_property
+    def num_frames(self) -> int:
+        return sum(1 for s in self.segments if s.group == "video")
+
+    @cached_property
+    def video_start(self) -> int:
+        """First video position; where the video would start (the end of the prefix) when there is none."""
+        return next(s.start for s in self.segments if s.group != "prefix")
+
+    def size(self, group: str) -> int:
+        return sum(s.size for s in self.segments if s.group == group)
+
+    def positions(self, group: str) -> torch.Tensor:
+        """Indices of every position of a group, in order."""
+        spans = [torch.arange(s.start, s.stop) for s in self.segments if s.group == group]
+        return torch.cat(spans) if spans else torch.zeros(0, dtype=torch.long)
+
+    @cached_property
+    def segment_ids(self) -> torch.Tensor:
+        """The segment index of every position, to expand segment-level rules to positions."""
+        sizes = torch.tensor([s.size for s in self.segments])
+        return torch.repeat_interleave(torch.arange(len(self.segments)), sizes)
+
+    def describe(self) -> str:
+        return ", ".join(f"{g}={self.size(g)}" for g in GROUPS) + f", frames={self.num_frames}"

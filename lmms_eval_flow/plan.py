@@ -1,0 +1,145 @@
+"""A regime applied to one sample: which (query, key) pairs each layer allows, and how many.
+
+Rules are evaluated once per distinct rule set on pairs of *segments* (block level), never per
+position: that gives exact edge counts from group sizes and is the form every attention
+backend consumes. Dense position masks are expanded from the blocks only when asked for,
+lazily, once per distinct rule set. ``random`` is the one regime that is not block-structured:
+its masks are drawn per layer from a seeded generator.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+
+from .layout import TokenLayout
+from .regimes import Regime, Rule
+
+
+def causal_edges(length: int) -> int:
+    """Edges of full causal attention over ``length`` positions in one layer."""
+    return length * (length + 1) // 2
+
+
+class SamplePlan:
+    def __init__(self, regime: Regime, layout: TokenLayout):
+        self.regime = regime
+        self.layout = layout
+        self._blocks: dict[tuple[Rule, ...], torch.Tensor] = {}
+        self._dense: dict[object, torch.Tensor] = {}
+        self._last_rows: dict[int, torch.Tensor] = {}
+
+    # -- block level -------------------------------------------------------------------------
+    def blocks(self, rules: tuple[Rule, ...]) -> torch.Tensor:
+        """[S, S] bool: may segment i read segment j (j <= i) under ``rules``."""
+        if rules not in self._blocks:
+            segments = self.layout.segments
+            last_frame = self.layout.num_frames - 1
+            allowed = torch.ones(len(segments), len(segments), dtype=torch.bool).tril()
+            for i, reader in enumerate(segments):
+                for j in range(i + 1):
+                    if any(rule.blocks(reader, segments[j], last_frame) for rule in rules):
+                        allowed[i, j] = False
+            self._blocks[rules] = allowed
+        return self._blocks[rules]
+
+    def block_edges(self, rules: tuple[Rule, ...]) -> int:
+        """Allowed pairs in one layer under ``rules``, from segment sizes alone."""
+        allowed = self.blocks(rules)
+        sizes = torch.tensor([s.size for s in self.layout.segments], dtype=torch.long)
+        across = (sizes[:, None] * sizes[None, :] * allowed).tril(-1).sum()
+        within = (sizes * (sizes + 1) // 2 * allowed.diagonal()).sum()
+        return int(across + within)
+
+    # -- per layer ---------------------------------------------------------------------------
+    def masked(self, layer: int) -> bool:
+        """Whether this layer needs a mask at all (else the stock causal path runs)."""
+        regime = self.regime
+        if regime.video_exit is not None and layer >= regime.video_exit:
+            return False  # realised by dropping video from the sequence, not by a mask
+        if regime.random_seed is not None:
+            return self.random_blocked(layer) > 0
+        return bool(regime.rules_at(layer))
+
+    def mask_key(self, layer: int) -> object:
+        """Layers with equal keys share one mask: a rule set, or each layer alone under ``random``."""
+        if self.regime.random_seed is not None:
+            return ("random", layer)
+        return self.regime.rules_at(layer)
+
+    def layer_edges(self, layer: int) -> int:
+        if self.regime.random_seed is not None:
+            return self.full_layer_edges - self.random_blocked(layer)
+        return self.block_edges(self.regime.rules_at(layer))
+
+    @cached_property
+    def full_layer_edges(self) -> int:
+        return causal_edges(self.layout.length)
+
+    @cached_property
+    def edges_per_layer(self) -> list[int]:
+        return [self.layer_edges(layer) for layer in range(self.regime.depth)]
+
+    @property
+    def edges(self) -> int:
+        return sum(self.edges_per_layer)
+
+    @property
+    def full_edges(self) -> int:
+        return self.full_layer_edges * self.regime.depth
+
+    # -- dense masks -------------------------------------------------------------------------
+    def allowed(self, layer: int) -> torch.Tensor:
+        """[N, N] bool mask of the pairs this layer allows (causal included)."""
+        if self.regime.random_seed is not None:
+            mask = self._random_mask(layer)  # distinct per layer: not kept
+        else:
+            rules = self.regime.rules_at(layer)
+            if rules not in self._dense:
+                ids = self.layout.segment_ids
+                causal = torch.ones(self.layout.length, self.layout.length, dtype=torch.bool).tril()
+                self._dense[rules] = self.blocks(rules)[ids[:, None], ids[None, :]] & causal
+            mask = self._dense[rules]
+        self._last_rows[layer] = mask[-1]
+        return mask
+
+    def last_row(self, layer: int) -> torch.Tensor:
+        """What the last position reads in this layer; generated tokens read the prompt the same way."""
+        if layer not in self._last_rows:
+            self.allowed(layer)
+        return self._last_rows[layer]
+
+    # -- random ------------------------------------------------------------------------------
+    @cached_property
+    def _random_region(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Causal pairs whose query and key both lie at or after the first video position."""
+        start = self.layout.video_start
+        rows, cols = torch.tril_indices(self.layout.length - start, self.layout.length - start)
+        return rows + start, cols + start
+
+    def random_blocked(self, layer: int) -> int:
+        """How many pairs ``random`` blocks in a layer: as many as the rules do, or 1 - keep of all."""
+        regime, full = self.regime, self.full_layer_edges
+        if regime.random_keep is None:
+            return full - self.block_edges(regime.rules_at(layer))
+        blocked = full - round(regime.random_keep * full)
+        region = len(self._random_region[0])
+        if blocked > region:
+            raise ValueError(
+                f"keep={regime.random_keep} needs {blocked} blocked pairs per layer, but this sample "
+                f"({self.layout.describe()}) has only {region} pairs at or after its first video position; "
+                f"the lowest keep reachable here is {1 - region / full:.4f}"
+            )
+        return blocked
+
+    def _random_mask(self, layer: int) -> torch.Tensor:
+        mask = torch.ones(self.layout.length, self.layout.length, dtype=torch.bool).tril()
+        blocked = self.random_blocked(layer)
+        if blocked:
+            rows, cols = self._random_region
+            generator = torch.Generator().manual_seed(self.regime.random_seed * 1_000_003 + layer)
+            scores = torch.rand(len(rows), generator=generator)
+            chosen = scores.topk(blocked, largest=False).indices
+            mask[rows[chosen], cols[chosen]] = False
+        return mask

@@ -1,0 +1,200 @@
+"""The attention regimes of SPEC as declarative rule sets over token groups and layer ranges.
+
+A ``Rule`` blocks one group from reading another in some layers; a ``Regime`` is a list of
+rules plus two switches that change *how* (not *what*) is applied: ``random`` replaces the
+rules' blocked pairs by as many random ones, and ``video_exit`` realises temporal exit by
+dropping video positions rather than masking them. ``build_regime`` turns model arguments
+(as typed in lmms-eval's ``--model_args``) into a regime, validating them before any model loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .layers import format_layer_range, parse_layer, parse_layer_range
+from .layout import GROUPS, QUERY, Segment
+
+
+@dataclass(frozen=True)
+class Rule:
+    """In ``layers`` (0-based), positions of the ``reader`` groups may not read the ``source`` groups.
+
+    ``frames`` narrows video sources: ``"earlier"`` blocks only frames before the reader's own
+    (cross-frame attention), ``"not_last"`` only frames other than the video's last.
+    """
+
+    name: str
+    reader: tuple[str, ...]
+    source: tuple[str, ...]
+    layers: frozenset[int]
+    frames: str = "any"
+
+    def blocks(self, reader: Segment, source: Segment, last_frame: int) -> bool:
+        if reader.group not in self.reader or source.group not in self.source:
+            return False
+        if self.frames == "earlier":
+            return source.frame < reader.frame
+        if self.frames == "not_last":
+            return source.frame != last_frame
+        return True
+
+
+@dataclass(frozen=True)
+class Regime:
+    name: str
+    depth: int
+    rules: tuple[Rule, ...] = ()
+    settings: dict[str, str] = field(default_factory=dict)
+    # `random`: block, per layer, as many uniformly drawn pairs as the rules would (or 1 - keep of all).
+    random_seed: int | None = None
+    random_keep: float | None = None
+    # `temporal_exit`: from this 0-based layer on, video positions leave the sequence and the KV cache.
+    video_exit: int | None = None
+
+    def rules_at(self, layer: int) -> tuple[Rule, ...]:
+        return tuple(rule for rule in self.rules if layer in rule.layers)
+
+    def describe(self) -> str:
+        details = ", ".join(f"{k}={v}" for k, v in self.settings.items())
+        return f"{self.name} ({details})" if details else self.name
+
+
+# Map the Flow's published effective ranges, by language-model depth (SPEC table).
+PUBLISHED_RANGES = {
+    28: ("VideoLLaMA3-7B (Qwen2.5-7B LM)", {"cross_frame": "1-15", "video_question": "6-20", "question_last": "21-28"}),
+    32: ("LLaVA-NeXT-7B video", {"cross_frame": "6-15", "video_question": "6-20", "question_last": "16-25"}),
+    40: ("LLaVA-NeXT-13B video", {"cross_frame": "6-15", "video_question": "6-20", "question_last": "16-30"}),
+}
+# Causality Matters' settings for Qwen2.5-VL-7B (28 layers).
+STAGED_DEFAULTS = {"query_last_frame": "10-20", "no_inter_frame": "20-28"}
+EXIT_DEFAULTS = {"exit_layer": 20, "exit_by": "drop"}
+RANDOM_DEFAULTS = {"seed": 0, "keep": None}
+
+# The model arguments each regime takes.
+REGIME_PARAMETERS = {
+    "full": (),
+    "effective": ("cross_frame", "video_question", "question_last"),
+    "random": ("cross_frame", "video_question", "question_last", "seed", "keep"),
+    "staged": ("query_last_frame", "no_inter_frame"),
+    "temporal_exit": ("exit_layer", "exit_by"),
+}
+REGIMES = tuple(REGIME_PARAMETERS)
+PARAMETERS = tuple(dict.fromkeys(p for ps in REGIME_PARAMETERS.values() for p in ps))
+
+
+def published_ranges(depth: int) -> tuple[str, dict[str, str]]:
+    """The effective ranges published for the closest LM depth (ties go to the shallower model),
+    clipped to this model's depth. Returns where they come from and the ranges."""
+    closest = min(PUBLISHED_RANGES, key=lambda d: (abs(d - depth), d))
+    source, ranges = PUBLISHED_RANGES[closest]
+    return source, {name: _clip(name, text, depth) for name, text in ranges.items()}
+
+
+def _clip(name: str, text: str, depth: int) -> str:
+    """A default range cut to the model's depth; one that starts beyond it must be set by hand."""
+    first, last = (int(x) for x in text.split("-"))
+    if first > depth:
+        raise ValueError(f"the default {name}={text} starts beyond this model's {depth} layers; set {name} explicitly")
+    return f"{first}-{min(last, depth)}"
+
+
+def build_regime(name: str, depth: int, **params) -> Regime:
+    """The regime ``name`` for a language model of ``depth`` layers, from model arguments.
+
+    Unset parameters take SPEC's defaults; a parameter that the regime does not take, a
+    malformed value or a range outside the model raises ``ValueError`` naming it.
+    """
+    if name not in REGIME_PARAMETERS:
+        raise ValueError(f"regime={name!r} is not a regime; valid regimes: {', '.join(REGIMES)}")
+    given = {k: v for k, v in params.items() if v is not None}
+    for key in given:
+        if key not in REGIME_PARAMETERS[name]:
+            takers = [r for r, ps in REGIME_PARAMETERS.items() if key in ps]
+            raise ValueError(
+                f"{key}={given[key]!r} does not apply to regime={name}; it is a parameter of "
+                f"{', '.join(takers) or 'no regime'}. regime={name} takes: "
+                f"{', '.join(REGIME_PARAMETERS[name]) or 'no parameters'}"
+            )
+    if name == "full":
+        return Regime("full", depth)
+    if name in ("effective", "random"):
+        return _pathway_regime(name, depth, given)
+    if name == "staged":
+        return _staged(depth, given)
+    return _temporal_exit(depth, given)
+
+
+def _all_layers(depth: int) -> frozenset[int]:
+    return frozenset(range(depth))
+
+
+def _pathway_regime(name: str, depth: int, given: dict) -> Regime:
+    """Map the Flow's effective pathways: each flow allowed only in its range (SPEC `effective`)."""
+    keys = ("cross_frame", "video_question", "question_last")
+    source, defaults = published_ranges(depth) if not all(key in given for key in keys) else (None, {})
+    ranges = {key: parse_layer_range(given[key] if key in given else defaults[key], depth, key) for key in keys}
+    every = _all_layers(depth)
+    cross, video_q, q_last = ranges["cross_frame"], ranges["video_question"], ranges["question_last"]
+    rules = (
+        Rule("cross_frame", ("video",), ("video",), every - set(cross), frames="earlier"),
+        Rule("video_question", ("question",), ("video",), every - set(video_q)),
+        Rule("question_last", ("last",), ("question",), every - set(q_last)),
+        Rule("video_last", ("last",), ("video",), every),
+        Rule("last_last", ("last",), ("last",), every),
+        Rule("video_video_late", ("video",), ("video",), frozenset(range(video_q.stop, depth))),
+        Rule("question_question_late", ("question",), ("question",), frozenset(range(q_last.stop, depth))),
+    )
+    settings = {key: format_layer_range(r) for key, r in ranges.items()}
+    if source:
+        settings["ranges_from"] = source
+    if name == "effective":
+        return Regime("effective", depth, rules, settings)
+
+    seed = given.get("seed", RANDOM_DEFAULTS["seed"])
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be a non-negative integer")
+    keep = given.get("keep")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1):
+        raise ValueError(f"keep={keep!r} must be a number in (0, 1]: the share of full causal edges to keep")
+    settings["seed"] = str(seed)
+    if keep is not None:
+        settings = {"keep": str(keep), "seed": str(seed)}
+    return Regime("random", depth, rules, settings, random_seed=seed, random_keep=None if keep is None else float(keep))
+
+
+def _staged(depth: int, given: dict) -> Regime:
+    """Causality Matters' staged sparse attention; a stage set to 'none' is off."""
+    rules, settings = [], {}
+    stages = {
+        "query_last_frame": dict(reader=QUERY, source=("video",), frames="not_last"),
+        "no_inter_frame": dict(reader=("video",), source=("video",), frames="earlier"),
+    }
+    for key, shape in stages.items():
+        text = given[key] if key in given else _clip(key, STAGED_DEFAULTS[key], depth)
+        if str(text).strip().lower() == "none":
+            settings[key] = "none"
+            continue
+        layers = parse_layer_range(text, depth, key)
+        rules.append(Rule(key, layers=frozenset(layers), **shape))
+        settings[key] = format_layer_range(layers)
+    if not rules:
+        raise ValueError("regime=staged with both query_last_frame=none and no_inter_frame=none blocks nothing; use regime=full")
+    return Regime("staged", depth, tuple(rules), settings)
+
+
+def _temporal_exit(depth: int, given: dict) -> Regime:
+    """From ``exit_layer`` on nothing reads video and video rows compute nothing (SPEC `temporal_exit`)."""
+    exit_layer = parse_layer(given.get("exit_layer", EXIT_DEFAULTS["exit_layer"]), depth, "exit_layer")
+    exit_by = given.get("exit_by", EXIT_DEFAULTS["exit_by"])
+    if exit_by not in ("drop", "mask"):
+        raise ValueError(
+            f"exit_by={exit_by!r} is not valid; valid: drop (video leaves the sequence and KV cache), "
+            f"mask (the masked reference: same answers, no saving)"
+        )
+    late = frozenset(range(exit_layer, depth))
+    rules = (
+        Rule("video_exit_reads", GROUPS, ("video",), late),
+        Rule("video_exit_rows", ("video",), GROUPS, late),
+    )
+    settings = {"exit_layer": str(exit_layer + 1), "exit_by": exit_by}
+    return Regime("temporal_exit", depth, rules, settings, video_exit=exit_layer if exit_by == "drop" else None)

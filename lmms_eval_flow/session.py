@@ -1,0 +1,74 @@
+"""Applying a regime to a loaded model: plans built at each prefill, edge records kept.
+
+A ``RegimeSession`` puts our attention function on the text decoder, and hooks the model's
+forward so that each prefill computes the batch's token layouts (with the family's layout
+function) and makes that batch's plan the active one while the forward runs. Each sample's
+plan is kept in ``records`` so callers can report its edges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .attention import ACTIVE_BATCH, FLOW_ATTENTION, BatchPlan
+from .layout import TokenLayout
+from .plan import SamplePlan
+from .regimes import Regime
+from .video_exit import drop_video_hooks
+
+# Given the model's forward kwargs and one row index, the layout of that row's unpadded input.
+LayoutFunction = Callable[[dict, int], TokenLayout]
+
+
+class RegimeSession:
+    def __init__(self, model: torch.nn.Module, decoder_layers, regime: Regime, layout_of: LayoutFunction):
+        if len(decoder_layers) != regime.depth:
+            raise ValueError(f"regime built for {regime.depth} layers, model has {len(decoder_layers)}")
+        self.regime = regime
+        self.layout_of = layout_of
+        self.batch: BatchPlan | None = None
+        self.records: list[SamplePlan] = []
+        self._tokens = []
+        model.set_attn_implementation({"text_config": FLOW_ATTENTION})
+        self._handles = [
+            model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
+            model.register_forward_hook(self._after_forward, always_call=True),
+        ]
+        if regime.video_exit is not None:
+            self._handles += drop_video_hooks(list(decoder_layers)[regime.video_exit:], lambda: self.batch)
+
+    def _before_forward(self, module, args, kwargs):
+        cache = kwargs.get("past_key_values")
+        if cache is None or cache.get_seq_length() == 0:
+            self.batch = self._plan_batch(kwargs)
+            self.records.extend(self.batch.plans)
+        else:
+            self.batch.prefill = False
+        self._tokens.append(ACTIVE_BATCH.set(self.batch))
+
+    def _after_forward(self, module, args, kwargs, output):
+        ACTIVE_BATCH.reset(self._tokens.pop())
+
+    def _plan_batch(self, kwargs: dict) -> BatchPlan:
+        input_ids = kwargs["input_ids"]
+        mask = kwargs.get("attention_mask")
+        present = torch.ones_like(input_ids, dtype=torch.bool) if mask is None else mask.bool()
+        pads = []
+        for row in present:
+            pad = int((~row).sum())
+            if not row[pad:].all():
+                raise ValueError("attention regimes need left padding (or none); this batch is padded on the right")
+            pads.append(pad)
+        plans = [SamplePlan(self.regime, self.layout_of(kwargs, b)) for b in range(len(input_ids))]
+        return BatchPlan(plans, pads, input_ids.shape[1])
+
+    def take_records(self) -> list[SamplePlan]:
+        """The plans of every sample run since the last call, in run order."""
+        records, self.records = self.records, []
+        return records
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
