@@ -79,8 +79,8 @@ class BatchPlan:
         empty = ~mask.any(-1)  # [B, 1, Q]
         if empty.any():
             # SDPA turns a row with no key into NaN: let it read its own position, then zero it.
-            own = torch.eye(q_len, kv_len, kv_len - q_len, dtype=torch.bool, device=mask.device)
-            mask = mask | (empty[..., None] & own)
+            own = torch.arange(kv_len)[None, :] == torch.arange(kv_len - q_len, kv_len)[:, None]
+            mask = mask | (empty[..., None] & own.to(mask.device))
         return mask, empty
 
     def _rows(self, plan: SamplePlan, pad: int, layer: int, q_len: int, kv_len: int) -> torch.Tensor:

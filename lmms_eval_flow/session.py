@@ -48,7 +48,7 @@ class RegimeSession:
             self.batch.prefill = False
         self._tokens.append(ACTIVE_BATCH.set(self.batch))
 
-    def _after_forward(self, module, args, kwargs, output):
+    def _after_forward(self, module, args, output):
         ACTIVE_BATCH.reset(self._tokens.pop())
 
     def _plan_batch(self, kwargs: dict) -> BatchPlan:

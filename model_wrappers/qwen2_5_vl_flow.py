@@ -10,6 +10,8 @@ from __future__ import annotations
 import inspect
 from dataclasses import replace
 
+import torch
+
 from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
 from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as Qwen2_5_VLSimple
@@ -26,31 +28,39 @@ _LMMS_EVAL_ARGUMENTS = tuple(p for p in inspect.signature(Qwen2_5_VLSimple.__ini
 
 def qwen2_5_vl_layout(kwargs: dict, row: int, *, video_token_id: int, end_of_turn_id: int,
                       special_ids: set[int], merge_size: int) -> TokenLayout:
-    """Token groups of one row of a Qwen2.5-VL batch.
+    """Token groups of one row of a Qwen2.5-VL forward batch.
 
-    A frame group is one temporal patch (two sampled frames) of ``h * w / merge_size**2``
-    tokens, as ``video_grid_thw`` gives it. The question is the text after the video up to the
-    end of that user turn (``<|im_end|>``); ``<|vision_end|>`` and the assistant prompt are template.
+    A frame group is one temporal patch (two sampled frames): the video tokens that share one
+    temporal rotary position. ``generate`` passes those positions (``position_ids``, whose
+    third-last row is time) and drops ``video_grid_thw``; a direct forward passes the grid, whose
+    patches hold ``h * w / merge_size**2`` tokens each. The question is the text after the video
+    up to the end of that user turn (``<|im_end|>``); ``<|vision_end|>`` and the assistant prompt
+    are template.
     """
     input_ids, mask = kwargs["input_ids"], kwargs.get("attention_mask")
-    ids = input_ids[row] if mask is None else input_ids[row][mask[row].bool()]
+    present = slice(None) if mask is None else mask[row].bool()
+    ids = input_ids[row][present]
     length = len(ids)
-    video = (ids == video_token_id).nonzero().squeeze(1).tolist()
-    if not video:
+    video = (ids == video_token_id).nonzero().squeeze(1)
+    if len(video) == 0:
         return TokenLayout.from_spans(length, length - 1, [], (length - 1, length - 1))
-    start, stop = video[0], video[-1] + 1
+    start, stop = int(video[0]), int(video[-1]) + 1
     if stop - start != len(video):
         raise ValueError("attention regimes need at most one video per sample; this sample has several")
-    # video_grid_thw lists the batch's videos in order, one per row that has one.
-    index = sum(bool((input_ids[r] == video_token_id).any()) for r in range(row))
-    t, h, w = (int(x) for x in kwargs["video_grid_thw"][index])
-    per_frame = h * w // merge_size**2
-    if t * per_frame != len(video):
-        raise ValueError(f"video_grid_thw {t}x{h}x{w} does not match the {len(video)} video tokens of the sample")
+    if kwargs.get("position_ids") is not None:
+        time = kwargs["position_ids"][-3, row][present]
+        frame_sizes = torch.unique_consecutive(time[video], return_counts=True)[1].tolist()
+    else:
+        # video_grid_thw lists the batch's videos in order, one per row that has one.
+        index = sum(bool((input_ids[r] == video_token_id).any()) for r in range(row))
+        t, h, w = (int(x) for x in kwargs["video_grid_thw"][index])
+        frame_sizes = [h * w // merge_size**2] * t
+    if sum(frame_sizes) != len(video):
+        raise ValueError(f"frame sizes {frame_sizes} do not add up to the {len(video)} video tokens of the sample")
     tokens = ids.tolist()
     end = next((i for i in range(stop, length - 1) if tokens[i] == end_of_turn_id), length - 1)
     question = next((i for i in range(stop, end) if tokens[i] not in special_ids), end)
-    return TokenLayout.from_spans(length, start, [per_frame] * t, (question, end))
+    return TokenLayout.from_spans(length, start, frame_sizes, (question, end))
 
 
 class Qwen2_5_VLFlow(Qwen2_5_VL):

@@ -1,0 +1,236 @@
+"""Build tiny, randomly initialised checkpoints of real video-LLM architectures, offline.
+
+A tiny checkpoint lets users smoke-test their setup and lets our tests exercise the real
+``from_pretrained`` / processor / lmms-eval loading paths without downloading gigabytes.
+Everything is random (weights and a tokenizer trained on a small built-in corpus), so the
+answers are gibberish; only the shapes, token layout and code paths are real.
+
+Usage::
+
+    from lmms_eval_flow.tiny_models import make_tiny_model
+    path = make_tiny_model("/tmp/tiny-qwen2_5_vl")
+    # then e.g. --model qwen2_5_vl_chat --model_args pretrained=/tmp/tiny-qwen2_5_vl,...
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from tokenizers import pre_tokenizers, trainers
+from transformers import (
+    GenerationConfig,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
+    Qwen2Tokenizer,
+    Qwen2VLImageProcessor,
+    Qwen2VLVideoProcessor,
+)
+
+# Qwen2.5-VL's special tokens. The BPE trainer puts them first in the vocabulary, in this
+# order, so <|endoftext|> is id 0 (the real checkpoint puts them after its 151k BPE tokens).
+QWEN2_5_VL_SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+# The chat template of Qwen's Qwen2-VL / Qwen2.5-VL instruct checkpoints (split over lines
+# only for reading; the pieces are concatenated with no whitespace between). It renders:
+#   <|im_start|>system\nYou are a helpful assistant.<|im_end|>\n   (unless a system message comes first)
+#   <|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>question<|im_end|>\n
+#   <|im_start|>assistant\n                                          (add_generation_prompt)
+# The processor later expands each <|image_pad|> / <|video_pad|> into one token per merged patch.
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}"
+    "{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n"
+    "{% else %}"
+    "{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}"
+    "{{ content['text'] }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "<|im_end|>\n"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}"
+    "<|im_start|>assistant\n"
+    "{% endif %}"
+)
+
+# The tokenizer's training text: the chat template's own words, typical benchmark
+# instructions and many video-QA questions, so that prompts tokenize into whole-word
+# tokens rather than long runs of single bytes.
+_CHAT = ["system\nYou are a helpful assistant.", "user\n", "assistant\n"]
+_INSTRUCTIONS = [
+    "Answer with the option's letter from the given choices directly.",
+    "Select the best answer to the following multiple-choice question based on the video.",
+    "Respond with only the letter (A, B, C, D, or E) of the correct option.",
+    "Options: (A) yes (B) no (C) maybe (D) none (E) all",
+    "The best answer is: A. B. C. D. E.",
+    "Frame 0 1 2 3 4 5 6 7 8 9 10 16 32 64 seconds, first, second, third, last, before, after, then.",
+]
+_COLOURS = ["red", "green", "blue", "yellow", "black", "white", "orange", "purple", "pink", "brown", "grey"]
+_SHAPES = ["ball", "cube", "box", "circle", "square", "triangle", "cylinder", "sphere", "object", "person", "car"]
+_DIRECTIONS = ["left", "right", "up", "down", "forward", "backward", "clockwise", "counterclockwise", "towards", "away"]
+_ACTIONS = ["open", "close", "pick up", "put down", "throw", "catch", "push", "pull", "hold", "drop", "touch", "take"]
+_QUESTIONS = [
+    "Which {c} {s} moves {d} first?",
+    "What colour is the {s} that moves {d}?",
+    "How many {c} {s}s appear in the video?",
+    "Does the {c} {s} move {d} before or after the other one?",
+    "Is the {c} {s} moving {d}? Answer yes or no.",
+    "Where is the {c} {s} at the end of the video?",
+    "When does the {s} turn {d}?",
+    "Why does the {c} {s} stop?",
+]
+
+
+def _training_corpus() -> Iterator[str]:
+    """Yield the built-in corpus; it is fixed, so training on it is deterministic."""
+    yield from _CHAT
+    yield from _INSTRUCTIONS
+    for action, shape in itertools.product(_ACTIONS, _SHAPES):
+        yield f"What does the person {action} after the {shape}? Did they {action} it first or last?"
+    for template, colour, shape, direction in itertools.product(_QUESTIONS, _COLOURS, _SHAPES, _DIRECTIONS):
+        yield template.format(c=colour, s=shape, d=direction)
+
+
+def _train_qwen2_tokenizer() -> Qwen2Tokenizer:
+    """Train a byte-level BPE on the built-in corpus and wrap it as a Qwen2Tokenizer.
+
+    Training reuses the pipeline of an empty ``Qwen2Tokenizer`` (Qwen's split regex + byte-level
+    pre-tokenizer), so the merges are learnt on exactly the pieces the final tokenizer will see.
+    """
+    backend = Qwen2Tokenizer().backend_tokenizer
+    trainer = trainers.BpeTrainer(
+        vocab_size=1024,  # an upper bound: this corpus runs out of merges at about 600 tokens
+        special_tokens=QWEN2_5_VL_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte stays encodable
+        show_progress=False,
+    )
+    backend.train_from_iterator(_training_corpus(), trainer)
+    trained = json.loads(backend.to_str())["model"]
+    return Qwen2Tokenizer(
+        vocab=trained["vocab"],
+        merges=[tuple(pair) for pair in trained["merges"]],
+        unk_token=None,  # byte-level BPE never needs one, as in the real checkpoint
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=QWEN2_5_VL_SPECIAL_TOKENS[1:],
+        chat_template=QWEN2_VL_CHAT_TEMPLATE,
+        model_max_length=131072,  # as the real tokenizer
+    )
+
+
+def _qwen2_5_vl_config(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLConfig:
+    """Qwen2.5-VL-7B's layout (28 decoder layers, GQA, mrope, windowed ViT) at toy width.
+
+    Only the depth of the language model is real, so layer ranges such as 6-20 mean the same
+    layers as on the 7B model; widths are shrunk so the checkpoint is a few MB.
+    """
+    ids = tokenizer.convert_tokens_to_ids
+    text_config = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 4,  # head_dim 16
+        "num_key_value_heads": 2,  # grouped-query attention, as in the 7B (28 q / 4 kv heads)
+        "max_position_embeddings": 128000,
+        "max_window_layers": 28,
+        "rms_norm_eps": 1e-6,
+        # The 7B uses [16, 24, 24] of its 64 rotary frequencies; scaled to head_dim/2 = 8.
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+        "bos_token_id": ids("<|endoftext|>"),
+        "eos_token_id": ids("<|im_end|>"),
+        "pad_token_id": ids("<|endoftext|>"),
+    }
+    vision_config = {
+        "depth": 2,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_heads": 2,
+        "out_hidden_size": text_config["hidden_size"],  # the merger projects into the LM's width
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "spatial_merge_size": 2,
+        "window_size": 112,  # as the 7B: 8x8-patch attention windows...
+        "fullatt_block_indexes": [1],  # ...except the last block, which attends globally
+        "tokens_per_second": 2,
+    }
+    return Qwen2_5_VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+        tie_word_embeddings=False,  # as the 7B
+    )
+
+
+def _build_qwen2_5_vl(out_dir: Path, seed: int) -> None:
+    """Write a tiny Qwen2.5-VL checkpoint: config, weights, tokenizer and processor."""
+    tokenizer = _train_qwen2_tokenizer()
+    config = _qwen2_5_vl_config(tokenizer)
+    with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
+        torch.manual_seed(seed)
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    # As the 7B: generation stops at <|im_end|> or <|endoftext|>.
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.text_config.bos_token_id,
+        eos_token_id=[tokenizer.eos_token_id, tokenizer.pad_token_id],
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model.save_pretrained(out_dir)
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(),
+        video_processor=Qwen2VLVideoProcessor(),
+        tokenizer=tokenizer,
+        chat_template=QWEN2_VL_CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(out_dir)
+
+
+FAMILIES: dict[str, Callable[[Path, int], None]] = {
+    "qwen2_5_vl": _build_qwen2_5_vl,
+}
+
+
+def make_tiny_model(out_dir: str | Path, family: str = "qwen2_5_vl", seed: int = 0) -> Path:
+    """Build a tiny random checkpoint of ``family`` into ``out_dir`` and return its path.
+
+    The result loads with the model family's usual ``from_pretrained`` / ``AutoProcessor``
+    calls; the same ``seed`` always gives the same files.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"Unknown model family {family!r}; valid families: {', '.join(sorted(FAMILIES))}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    FAMILIES[family](out_dir, seed)
+    return out_dir
