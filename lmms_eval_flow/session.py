@@ -31,6 +31,8 @@ class RegimeSession:
         self.batch: BatchPlan | None = None
         self.records: list[SamplePlan] = []
         self._tokens = []
+        self._model = model
+        self._previous_attention = model.config.text_config._attn_implementation
         model.set_attn_implementation({"text_config": FLOW_ATTENTION})
         self._handles = [
             model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
@@ -70,5 +72,13 @@ class RegimeSession:
         return records
 
     def remove(self) -> None:
+        """Give the model back as it was: hooks off, the text decoder's own attention restored."""
         for handle in self._handles:
             handle.remove()
+        self._model.set_attn_implementation({"text_config": self._previous_attention})
+
+    def __enter__(self) -> "RegimeSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()

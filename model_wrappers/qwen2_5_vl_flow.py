@@ -12,14 +12,16 @@ from dataclasses import replace
 
 import torch
 
+from accelerate import Accelerator, DistributedType
 from lmms_eval.api.instance import GenerationResult, Instance
+from lmms_eval.api.model import lmms
 from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
 from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as Qwen2_5_VLSimple
 from loguru import logger
-from transformers import AutoConfig
+from transformers import AutoConfig, AutoProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
 from lmms_eval_flow.layout import TokenLayout
-from lmms_eval_flow.regimes import PARAMETERS, build_regime
+from lmms_eval_flow.regimes import PARAMETERS, Regime, build_regime
 from lmms_eval_flow.reply import FlowReply
 from lmms_eval_flow.session import RegimeSession
 
@@ -63,6 +65,23 @@ def qwen2_5_vl_layout(kwargs: dict, row: int, *, video_token_id: int, end_of_tur
     return TokenLayout.from_spans(length, start, frame_sizes, (question, end))
 
 
+def apply_regime(model: Qwen2_5_VLForConditionalGeneration, tokenizer, regime: Regime) -> RegimeSession:
+    """Put ``regime`` on a loaded Qwen2.5-VL model (the wrapper and the analysis tools use this)."""
+    config = model.config
+    layout_args = dict(
+        video_token_id=config.video_token_id,
+        end_of_turn_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        special_ids=set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder),
+        merge_size=config.vision_config.spatial_merge_size,
+    )
+    return RegimeSession(
+        model,
+        model.model.language_model.layers,
+        regime,
+        lambda forward_kwargs, row: qwen2_5_vl_layout(forward_kwargs, row, **layout_args),
+    )
+
+
 class Qwen2_5_VLFlow(Qwen2_5_VL):
     """Qwen2.5-VL with ``regime=full|effective|random|staged|temporal_exit`` and its parameters."""
 
@@ -78,23 +97,40 @@ class Qwen2_5_VLFlow(Qwen2_5_VL):
             )
         depth = AutoConfig.from_pretrained(pretrained).text_config.num_hidden_layers
         self.regime = build_regime(regime, depth, **regime_args)  # fails here, before the weights load
-        super().__init__(pretrained=pretrained, **kwargs)
+        accelerator = Accelerator()
+        if accelerator.distributed_type == DistributedType.MULTI_CPU:
+            self._init_cpu_process(accelerator, pretrained=pretrained, **kwargs)
+        else:
+            super().__init__(pretrained=pretrained, **kwargs)
         logger.info(f"qwen2_5_vl_flow: regime {self.regime.describe()}")
 
-        tokenizer, config = self.processor.tokenizer, self.model.config
-        layout_args = dict(
-            video_token_id=config.video_token_id,
-            end_of_turn_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-            special_ids=set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder),
-            merge_size=config.vision_config.spatial_merge_size,
-        )
-        self.session = RegimeSession(
-            self.model,
-            self.model.model.language_model.layers,
-            self.regime,
-            lambda forward_kwargs, row: qwen2_5_vl_layout(forward_kwargs, row, **layout_args),
-        )
+        self.session = apply_regime(self.model, self.processor.tokenizer, self.regime)
         self._docs_run: list[tuple[str, int]] = []
+
+    def _init_cpu_process(self, accelerator: Accelerator, **kwargs) -> None:
+        """One process of a multi-process CPU run (accelerate's MULTI_CPU, as in CI).
+
+        lmms-eval's wrapper sends every process of a multi-process run to a CUDA device, so it
+        cannot start there. Each CPU process instead sets up what lmms-eval's single-process
+        path sets up, with lmms-eval's defaults, on the CPU, and takes its shard of the docs
+        (rank, world size) from accelerate. Only what the chat path reads is set.
+        """
+        lmms.__init__(self)
+        args = inspect.signature(Qwen2_5_VLSimple.__init__).bind(self, **kwargs)
+        args.apply_defaults()
+        a = args.arguments
+        self.accelerator, self._device, self.device_map = accelerator, torch.device("cpu"), "cpu"
+        load = {"torch_dtype": "bfloat16", "device_map": "cpu"}
+        if a["attn_implementation"] is not None:
+            load["attn_implementation"] = a["attn_implementation"]
+        self._model = Qwen2_5_VLForConditionalGeneration.from_pretrained(a["pretrained"], **load).eval()
+        self.processor = AutoProcessor.from_pretrained(a["pretrained"], max_pixels=a["max_pixels"], min_pixels=a["min_pixels"])
+        self._tokenizer = AutoTokenizer.from_pretrained(a["pretrained"])
+        self._config = self._model.config
+        self.max_pixels, self.min_pixels = a["max_pixels"], a["min_pixels"]
+        self.max_num_frames, self.fps = a["max_num_frames"], a["fps"]
+        self.batch_size_per_gpu, self.use_cache = int(a["batch_size"]), a["use_cache"]
+        self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
 
     def generate_until(self, requests: list[Instance]) -> list[GenerationResult]:
         """lmms-eval's generation, with each reply carrying its sample's attention edges.

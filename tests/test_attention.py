@@ -1,0 +1,207 @@
+"""Regimes on the real (tiny) Qwen2.5-VL model: what each changes, what it leaves alone, and
+that the masks actually applied are the ones counted."""
+
+import pytest
+import torch
+from qwen_vl_utils import process_vision_info
+from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+from lmms_eval_flow.attention import BatchPlan
+from lmms_eval_flow.clips import clip_path
+from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import apply_regime
+from lmms_eval_flow.plan import causal_edges
+from lmms_eval_flow.regimes import Regime, Rule, build_regime
+
+CLIP = {"frames": 8, "size": 56, "fps": 4, "objects": [
+    {"shape": "square", "color": "red", "start": [10, 28], "velocity": [4, 0], "size": 12},
+    {"shape": "circle", "color": "blue", "start": [40, 10], "velocity": [0, 4], "size": 10, "appear": 3},
+]}
+QUESTION = "In which direction does the red square move? A. left B. right C. up D. down"
+REGIME_CASES = [("effective", {}), ("random", {}), ("staged", {}), ("staged", {"query_last_frame": "none"}),
+                ("temporal_exit", {}), ("temporal_exit", {"exit_by": "mask"})]
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_model_dir):
+    return AutoProcessor.from_pretrained(tiny_model_dir, max_pixels=3136, min_pixels=3136)  # as lmms-eval loads it
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+
+
+def make_inputs(processor, questions: list[str]):
+    """Processor output for one clip per question, built as lmms-eval's Qwen2.5-VL wrapper builds it."""
+    video = {"type": "video", "video": str(clip_path(CLIP)), "max_pixels": 3136, "min_pixels": 3136, "nframes": 8}
+    messages = [[{"role": "user", "content": [video, {"type": "text", "text": q}]}] for q in questions]
+    texts = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    _, videos, _ = process_vision_info(messages, return_video_kwargs=True, return_video_metadata=True)
+    videos, metadata = zip(*videos)
+    return processor(text=texts, videos=list(videos), video_metadata=list(metadata), padding=True,
+                     padding_side="left", return_tensors="pt")
+
+
+@pytest.fixture(scope="module")
+def inputs(processor):
+    return make_inputs(processor, [QUESTION])
+
+
+def forward(model, processor, inputs, regime: Regime | None):
+    """Logits and the session's sample plans (None: the untouched model)."""
+    if regime is None:
+        return model(**inputs).logits, []
+    with apply_regime(model, processor.tokenizer, regime) as session:
+        logits = model(**inputs).logits
+    return logits, session.take_records()
+
+
+@pytest.fixture(scope="module")
+def full_logits(model, processor, inputs):
+    with torch.no_grad():
+        return forward(model, processor, inputs, None)[0]
+
+
+@torch.no_grad()
+def test_layout_finds_groups_of_the_prompt(model, processor, inputs):
+    _, [plan] = forward(model, processor, inputs, build_regime("full", 28))
+    layout = plan.layout
+    ids = inputs["input_ids"][0]
+    tokens = processor.tokenizer.convert_ids_to_tokens(ids)
+    assert layout.num_frames == 4 and layout.size("video") == 16  # 4 temporal patches of 2x2 tokens
+    assert {tokens[p] for p in layout.positions("video").tolist()} == {"<|video_pad|>"}
+    assert tokens[layout.video_start - 1] == "<|vision_start|>"
+    question = processor.tokenizer.decode(ids[layout.positions("question")])
+    assert question.startswith("In which direction") and question.endswith("D. down")
+    assert [tokens[p] for p in layout.positions("template").tolist()] == ["<|vision_end|>", "<|im_end|>", "Ċ",
+                                                                          "<|im_start|>", "assistant"]
+    assert layout.length == len(ids)
+
+
+@torch.no_grad()
+def test_generate_finds_the_same_layout_as_a_direct_forward(model, processor, inputs):
+    with apply_regime(model, processor.tokenizer, build_regime("effective", 28)) as session:
+        model(**inputs)
+        model.generate(**inputs, max_new_tokens=2, do_sample=False)
+        direct, generated = session.take_records()
+    assert direct.layout == generated.layout
+
+
+@torch.no_grad()
+def test_full_is_bit_identical_and_passes_no_mask(model, processor, inputs, full_logits, monkeypatch):
+    seen = []
+    original = BatchPlan.attention_mask
+
+    def spy(self, layer, q_len, kv_len, stock):
+        mask, empty = original(self, layer, q_len, kv_len, stock)
+        seen.append(mask)
+        return mask, empty
+
+    monkeypatch.setattr(BatchPlan, "attention_mask", spy)
+    logits, [plan] = forward(model, processor, inputs, build_regime("full", 28))
+    assert torch.equal(logits, full_logits)
+    assert len(seen) == 28 and all(mask is None for mask in seen)  # SDPA's own causal path in every layer
+    assert plan.edges == plan.full_edges == 28 * causal_edges(inputs["input_ids"].shape[1])
+
+
+@torch.no_grad()
+def test_blocking_last_from_video_changes_only_the_last_position(model, processor, inputs, full_logits):
+    rule = Rule("video_last", ("last",), ("video",), frozenset(range(28)))
+    logits, _ = forward(model, processor, inputs, Regime("knockout", 28, (rule,)))
+    assert torch.equal(logits[0, :-1], full_logits[0, :-1])
+    assert not torch.allclose(logits[0, -1], full_logits[0, -1])
+
+
+@pytest.mark.parametrize("name, params", REGIME_CASES)
+@torch.no_grad()
+def test_regime_keeps_positions_before_the_video_and_moves_the_answer(model, processor, inputs, full_logits, name, params):
+    logits, [plan] = forward(model, processor, inputs, build_regime(name, 28, **params))
+    start = plan.layout.video_start
+    if plan.regime.video_exit is None:
+        assert torch.equal(logits[0, :start], full_logits[0, :start])
+    else:  # a shorter sequence from the exit layer on: same values, other summation order
+        torch.testing.assert_close(logits[0, :start], full_logits[0, :start], rtol=0, atol=1e-5)
+    assert not torch.allclose(logits[0, -1], full_logits[0, -1], atol=1e-4)
+    assert plan.edges < plan.full_edges
+
+
+@pytest.mark.parametrize("name, params", [("full", {}), *REGIME_CASES])
+@torch.no_grad()
+def test_applied_masks_count_what_the_plan_counts(model, processor, inputs, monkeypatch, name, params):
+    applied = {}
+    original = BatchPlan.attention_mask
+
+    def spy(self, layer, q_len, kv_len, stock):
+        mask, empty = original(self, layer, q_len, kv_len, stock)
+        if mask is None:  # SDPA's causal path over the positions present
+            applied[layer] = causal_edges(q_len)
+        else:  # rows with no key were given their own position only to avoid NaN, then zeroed
+            applied[layer] = int(mask.sum()) - (0 if empty is None else int(empty.sum()))
+        return mask, empty
+
+    monkeypatch.setattr(BatchPlan, "attention_mask", spy)
+    _, [plan] = forward(model, processor, inputs, build_regime(name, 28, **params))
+    assert [applied[layer] for layer in range(28)] == plan.edges_per_layer
+
+
+@torch.no_grad()
+def test_random_is_seeded(model, processor, inputs):
+    first, [plan] = forward(model, processor, inputs, build_regime("random", 28, seed=0))
+    again, _ = forward(model, processor, inputs, build_regime("random", 28, seed=0))
+    other, _ = forward(model, processor, inputs, build_regime("random", 28, seed=1))
+    effective, [effective_plan] = forward(model, processor, inputs, build_regime("effective", 28))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert plan.edges_per_layer == effective_plan.edges_per_layer
+
+
+@torch.no_grad()
+def test_temporal_exit_drops_video_from_the_cache_with_the_masked_answers(model, processor, inputs):
+    with apply_regime(model, processor.tokenizer, build_regime("temporal_exit", 28, exit_layer=20)) as session:
+        dropped = model(**inputs, use_cache=True)
+        dropped_tokens = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+        [plan, _] = session.take_records()
+    with apply_regime(model, processor.tokenizer, build_regime("temporal_exit", 28, exit_layer=20, exit_by="mask")):
+        masked = model(**inputs, use_cache=True)
+        masked_tokens = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+
+    def cache_bytes(cache):
+        return sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+
+    length, video = plan.layout.length, plan.layout.size("video")
+    expected = (28 * length - 9 * video) / (28 * length)  # layers 20-28 keep no video
+    assert cache_bytes(dropped.past_key_values) / cache_bytes(masked.past_key_values) == pytest.approx(expected, abs=1e-12)
+    assert [layer.keys.shape[2] for layer in dropped.past_key_values.layers] == [length] * 19 + [length - video] * 9
+    kept = torch.ones(length, dtype=torch.bool)
+    kept[plan.layout.positions("video")] = False
+    assert dropped.logits.shape[1] == length - video
+    torch.testing.assert_close(dropped.logits[0], masked.logits[0, kept], rtol=0, atol=1e-5)
+    assert torch.equal(dropped_tokens, masked_tokens)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("name, params", REGIME_CASES)
+@torch.no_grad()
+def test_no_nan_and_fully_blocked_rows_are_zero(tiny_model_dir, processor, inputs, dtype, name, params):
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model_dir, dtype=dtype).eval()
+    outputs = {}
+    model.model.language_model.layers[27].self_attn.register_forward_hook(
+        lambda module, args, output: outputs.update(last_layer=output[0]))
+    logits, [plan] = forward(model, processor, inputs, build_regime(name, 28, **params))
+    assert torch.isfinite(logits).all()
+    if name == "temporal_exit" and params.get("exit_by") == "mask":
+        # in late layers video rows read nothing: their attention output is exactly zero
+        video = plan.layout.positions("video")
+        assert torch.count_nonzero(outputs["last_layer"][0, video]) == 0
+
+
+@pytest.mark.parametrize("name", ["effective", "random", "temporal_exit"])
+@torch.no_grad()
+def test_left_padded_batch_equals_samples_run_alone(model, processor, name):
+    questions = [QUESTION, "Which shape appears later? A. circle B. square"]
+    regime = build_regime(name, 28)
+    batch, plans = forward(model, processor, make_inputs(processor, questions), regime)
+    for row, question in enumerate(questions):
+        alone, [plan] = forward(model, processor, make_inputs(processor, [question]), regime)
+        torch.testing.assert_close(batch[row, -1], alone[0, -1], rtol=0, atol=1e-4)
+        assert plans[row].layout == plan.layout and plans[row].edges == plan.edges
