@@ -38,15 +38,31 @@ def cmd_edges(args: argparse.Namespace) -> None:
 
 
 def cmd_tasks_dir(args: argparse.Namespace) -> None:
-    from . import tasks
+    from .tasks import TASKS_DIR
 
-    print(Path(tasks.__file__).parent)
+    print(TASKS_DIR)
 
 
 def cmd_make_tiny_model(args: argparse.Namespace) -> None:
     from .tiny_models import make_tiny_model
 
     print(make_tiny_model(args.dir, family=args.family, seed=args.seed))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    regimes = tuple(args.regimes.split(","))
+    unknown = [r for r in regimes if r not in REGIMES]
+    if unknown:
+        raise ValueError(f"--regimes has {', '.join(unknown)}; valid regimes: {', '.join(REGIMES)}")
+    run_demo(Path(args.output), regimes, args.device, args.limit)
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> None:
+    from .leaderboard import build_leaderboard, to_markdown
+
+    print(to_markdown(build_leaderboard(args.results)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--family", default="qwen2_5_vl")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(run=cmd_make_tiny_model)
+
+    demo = commands.add_parser("demo", help="the main job: every regime on the embedded default, then the leaderboard")
+    demo.add_argument("--output", default="out/demo", help="where models, results and the leaderboard go")
+    demo.add_argument("--regimes", default=",".join(REGIMES), help="comma-separated regimes to run")
+    demo.add_argument("--device", default="cpu")
+    demo.add_argument("--limit", type=int, default=None, help="docs per task (default: all)")
+    demo.set_defaults(run=cmd_demo)
+
+    board = commands.add_parser("leaderboard", help="checkpoint x regime x task table from lmms-eval results JSONs")
+    board.add_argument("results", nargs="+")
+    board.set_defaults(run=cmd_leaderboard)
     return parser
 
 

@@ -34,12 +34,29 @@ class FlowReply(str):
         return self.edges / self.full_edges if self.full_edges else 0.0
 
 
+# Set when a flow model is loaded in this process: from then on every reply must carry its counts.
+_flow_model_loaded = False
+
+
+def note_flow_model_loaded() -> None:
+    global _flow_model_loaded
+    _flow_model_loaded = True
+
+
 def attention_metrics(reply: str) -> dict[str, float]:
-    """The edge metrics of one reply, or none when the model did not report them.
+    """The edge metrics of one reply, or none when the model does not report them.
 
     A model without attention regimes (lmms-eval's own wrappers) returns plain text; its
-    results then carry accuracy alone rather than a made-up edge count.
+    results then carry accuracy alone rather than a made-up edge count. A flow model's reply
+    that arrives as plain text lost its counts on the way (a filter or reasoning-tag stripping
+    rewrote it): that is an error, not a sample to leave out of the mean.
     """
-    if not isinstance(reply, FlowReply):
-        return {}
-    return {"attention_edges": reply.edges, "attention_kept": reply.kept}
+    if isinstance(reply, FlowReply):
+        return {"attention_edges": reply.edges, "attention_kept": reply.kept}
+    if _flow_model_loaded:
+        raise ValueError(
+            f"reply {str(reply)[:60]!r} reached the scorer without its attention-edge counts: something between "
+            "the model and process_results rewrote it (a task filter, or --reasoning_tags; flow tasks set "
+            "reasoning_tags: none and strip reasoning blocks in their own parser)"
+        )
+    return {}

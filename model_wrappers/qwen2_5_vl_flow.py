@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoProcessor, AutoTokenizer, Qwen2_5_VLFor
 
 from lmms_eval_flow.layout import TokenLayout
 from lmms_eval_flow.regimes import PARAMETERS, Regime, build_regime
-from lmms_eval_flow.reply import FlowReply
+from lmms_eval_flow.reply import FlowReply, note_flow_model_loaded
 from lmms_eval_flow.session import RegimeSession
 
 _LMMS_EVAL_ARGUMENTS = tuple(p for p in inspect.signature(Qwen2_5_VLSimple.__init__).parameters if p not in ("self", "kwargs"))
@@ -105,6 +105,7 @@ class Qwen2_5_VLFlow(Qwen2_5_VL):
         logger.info(f"qwen2_5_vl_flow: regime {self.regime.describe()}")
 
         self.session = apply_regime(self.model, self.processor.tokenizer, self.regime)
+        note_flow_model_loaded()
         self._docs_run: list[tuple[str, int]] = []
 
     def _init_cpu_process(self, accelerator: Accelerator, **kwargs) -> None:

@@ -2,3 +2,7 @@
 
 ``lmms-eval-flow tasks-dir`` prints its location.
 """
+
+from pathlib import Path
+
+TASKS_DIR = Path(__file__).resolve().parent

@@ -1,0 +1,55 @@
+"""Running the real lmms-eval CLI as a subprocess and reading back what it wrote.
+
+The demo, the CI gate and the tests all evaluate through the CLI users type, never through
+an in-process shortcut. The CLI can exit 0 after a failure, so a run only counts as done
+when its results file exists and lists every task asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+class LmmsEvalFailed(RuntimeError):
+    pass
+
+
+def lmms_eval_command(model: str, model_args: str, tasks: str, include_path: Path, output_path: Path,
+                      *extra: str, processes: int = 1) -> tuple[list[str], dict[str, str]]:
+    """The command line (and environment) of one lmms-eval run, on 1 or more processes."""
+    args = ["--model", model, "--model_args", model_args, "--tasks", tasks, "--include_path", str(include_path),
+            "--output_path", str(output_path), "--log_samples", "--batch_size", "1", *extra]
+    env = dict(os.environ)
+    if processes == 1:
+        return [sys.executable, "-m", "lmms_eval", *args], env
+    # accelerate shards CPU processes (MULTI_CPU) when told to use the CPU; on GPUs leave this unset.
+    env.setdefault("ACCELERATE_USE_CPU", "1")
+    launcher = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes",
+                str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    return [*launcher, "-m", "lmms_eval", *args], env
+
+
+def run_lmms_eval(model: str, model_args: str, tasks: str, include_path: Path, output_path: Path, *extra: str,
+                  processes: int = 1, quiet: bool = True) -> tuple[dict, dict[str, list[dict]]]:
+    """Run lmms-eval; return its results JSON and the logged samples of each task."""
+    output_path = Path(output_path)
+    command, env = lmms_eval_command(model, model_args, tasks, include_path, output_path, *extra, processes=processes)
+    run = subprocess.run(command, env=env, capture_output=quiet, text=True)
+    found = sorted(output_path.rglob("*_results.json"), key=lambda p: p.stat().st_mtime)
+    log = f"\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}" if quiet else ""
+    if run.returncode != 0 or not found:
+        raise LmmsEvalFailed(f"lmms-eval exited {run.returncode} without results in {output_path}:{log}")
+    results = json.loads(found[-1].read_text())
+    missing = [task for task in tasks.split(",") if task not in results["results"]]
+    if missing:
+        raise LmmsEvalFailed(f"lmms-eval results lack {', '.join(missing)}:{log}")
+    stamp = found[-1].name.removesuffix("_results.json")
+    samples = {
+        path.name.split("_samples_", 1)[1].removesuffix(".jsonl"): [json.loads(line) for line in path.read_text().splitlines()]
+        for path in found[-1].parent.glob(f"{stamp}_samples_*.jsonl")
+    }
+    return results, samples
