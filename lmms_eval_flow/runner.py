@@ -33,6 +33,11 @@ def lmms_eval_command(model: str, model_args: str, tasks: str, include_path: Pat
     return [*launcher, "-m", "lmms_eval", *args], env
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """One JSON object per line; lines end at "\\n" only, since replies may hold other line breaks."""
+    return [json.loads(line) for line in Path(path).read_text().split("\n") if line.strip()]
+
+
 def run_lmms_eval(model: str, model_args: str, tasks: str, include_path: Path, output_path: Path, *extra: str,
                   processes: int = 1, quiet: bool = True) -> tuple[dict, dict[str, list[dict]]]:
     """Run lmms-eval; return its results JSON and the logged samples of each task."""
@@ -49,7 +54,7 @@ def run_lmms_eval(model: str, model_args: str, tasks: str, include_path: Path, o
         raise LmmsEvalFailed(f"lmms-eval results lack {', '.join(missing)}:{log}")
     stamp = found[-1].name.removesuffix("_results.json")
     samples = {
-        path.name.split("_samples_", 1)[1].removesuffix(".jsonl"): [json.loads(line) for line in path.read_text().splitlines()]
+        path.name.split("_samples_", 1)[1].removesuffix(".jsonl"): read_jsonl(path)
         for path in found[-1].parent.glob(f"{stamp}_samples_*.jsonl")
     }
     return results, samples

@@ -8,28 +8,25 @@ the token groups in Qwen2.5-VL's input, and attaches each reply's attention edge
 from __future__ import annotations
 
 import inspect
-from dataclasses import replace
 
 import torch
-
 from accelerate import Accelerator, DistributedType
-from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
 from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
 from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as Qwen2_5_VLSimple
-from loguru import logger
 from transformers import AutoConfig, AutoProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
-from lmms_eval_flow.layout import TokenLayout
-from lmms_eval_flow.regimes import PARAMETERS, Regime, build_regime
-from lmms_eval_flow.reply import FlowReply, note_flow_model_loaded
+from lmms_eval_flow.flow_model import FlowModel, lmms_eval_arguments, parse_flow_arguments
+from lmms_eval_flow.layout import TokenLayout, option_spans
+from lmms_eval_flow.perturbations import Perturbed, parse_perturbations
+from lmms_eval_flow.regimes import Regime
 from lmms_eval_flow.session import RegimeSession
 
-_LMMS_EVAL_ARGUMENTS = tuple(p for p in inspect.signature(Qwen2_5_VLSimple.__init__).parameters if p not in ("self", "kwargs"))
+_LMMS_EVAL_ARGUMENTS = lmms_eval_arguments(Qwen2_5_VLSimple.__init__)
 
 
 def qwen2_5_vl_layout(kwargs: dict, row: int, *, video_token_id: int, end_of_turn_id: int,
-                      special_ids: set[int], merge_size: int) -> TokenLayout:
+                      special_ids: set[int], merge_size: int, token_texts=None) -> TokenLayout:
     """Token groups of one row of a Qwen2.5-VL forward batch.
 
     A frame group is one temporal patch (two sampled frames): the video tokens that share one
@@ -37,7 +34,7 @@ def qwen2_5_vl_layout(kwargs: dict, row: int, *, video_token_id: int, end_of_tur
     third-last row is time) and drops ``video_grid_thw``; a direct forward passes the grid, whose
     patches hold ``h * w / merge_size**2`` tokens each. The question is the text after the video
     up to the end of that user turn (``<|im_end|>``); ``<|vision_end|>`` and the assistant prompt
-    are template.
+    are template. ``token_texts`` (ids -> their texts) finds the question's option spans.
     """
     input_ids, mask = kwargs["input_ids"], kwargs.get("attention_mask")
     present = slice(None) if mask is None else mask[row].bool()
@@ -62,7 +59,9 @@ def qwen2_5_vl_layout(kwargs: dict, row: int, *, video_token_id: int, end_of_tur
     tokens = ids.tolist()
     end = next((i for i in range(stop, length - 1) if tokens[i] == end_of_turn_id), length - 1)
     question = next((i for i in range(stop, end) if tokens[i] not in special_ids), end)
-    return TokenLayout.from_spans(length, start, frame_sizes, (question, end))
+    options = option_spans(token_texts(tokens[question:end])) if token_texts else []
+    return TokenLayout.from_spans(length, start, frame_sizes, (question, end),
+                                  [(question + first, question + last) for first, last in options])
 
 
 def apply_regime(model: Qwen2_5_VLForConditionalGeneration, tokenizer, regime: Regime) -> RegimeSession:
@@ -73,6 +72,7 @@ def apply_regime(model: Qwen2_5_VLForConditionalGeneration, tokenizer, regime: R
         end_of_turn_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
         special_ids=set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder),
         merge_size=config.vision_config.spatial_merge_size,
+        token_texts=lambda ids: tokenizer.batch_decode([[i] for i in ids]),
     )
     return RegimeSession(
         model,
@@ -82,31 +82,28 @@ def apply_regime(model: Qwen2_5_VLForConditionalGeneration, tokenizer, regime: R
     )
 
 
-class Qwen2_5_VLFlow(Qwen2_5_VL):
-    """Qwen2.5-VL with ``regime=full|effective|random|staged|temporal_exit`` and its parameters."""
+class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL):
+    """Qwen2.5-VL with ``regime=full|effective|random|staged|temporal_exit`` and its parameters,
+    and optionally ``perturb=`` position/order perturbations (lmms_eval_flow.perturbations)."""
 
     is_simple = False
 
-    def __init__(self, pretrained: str, regime: str = "full", **kwargs) -> None:
-        regime_args = {key: kwargs.pop(key) for key in PARAMETERS if key in kwargs}
-        unknown = sorted(set(kwargs) - set(_LMMS_EVAL_ARGUMENTS))
-        if unknown:
-            raise ValueError(
-                f"unknown model argument(s) {', '.join(unknown)} for qwen2_5_vl_flow; valid: regime, "
-                f"{', '.join(PARAMETERS)} and lmms-eval's qwen2_5_vl arguments {', '.join(_LMMS_EVAL_ARGUMENTS)}"
-            )
+    def __init__(self, pretrained: str, regime: str = "full", perturb: str | None = None, perturb_seed: int = 0,
+                 **kwargs) -> None:
         depth = AutoConfig.from_pretrained(pretrained).text_config.num_hidden_layers
-        self.regime = build_regime(regime, depth, **regime_args)  # fails here, before the weights load
+        self.regime, kwargs = parse_flow_arguments("qwen2_5_vl_flow", regime, depth, kwargs, _LMMS_EVAL_ARGUMENTS)
+        perturbations = parse_perturbations(perturb, depth, self.regime) if perturb else ()
+        if not isinstance(perturb_seed, int) or isinstance(perturb_seed, bool) or perturb_seed < 0:
+            raise ValueError(f"perturb_seed={perturb_seed!r} must be a non-negative integer")
         accelerator = Accelerator()
         if accelerator.distributed_type == DistributedType.MULTI_CPU:
             self._init_cpu_process(accelerator, pretrained=pretrained, **kwargs)
         else:
             super().__init__(pretrained=pretrained, **kwargs)
-        logger.info(f"qwen2_5_vl_flow: regime {self.regime.describe()}")
-
-        self.session = apply_regime(self.model, self.processor.tokenizer, self.regime)
-        note_flow_model_loaded()
-        self._docs_run: list[tuple[str, int]] = []
+        session = apply_regime(self.model, self.processor.tokenizer, self.regime)
+        self.start_regime(session)
+        text_model = self.model.model.language_model
+        self.perturbed = Perturbed(text_model, text_model.layers, perturbations, perturb_seed)
 
     def _init_cpu_process(self, accelerator: Accelerator, **kwargs) -> None:
         """One process of a multi-process CPU run (accelerate's MULTI_CPU, as in CI).
@@ -132,34 +129,3 @@ class Qwen2_5_VLFlow(Qwen2_5_VL):
         self.max_num_frames, self.fps = a["max_num_frames"], a["fps"]
         self.batch_size_per_gpu, self.use_cache = int(a["batch_size"]), a["use_cache"]
         self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
-
-    def generate_until(self, requests: list[Instance]) -> list[GenerationResult]:
-        """lmms-eval's generation, with each reply carrying its sample's attention edges.
-
-        lmms-eval builds every prompt from ``doc_to_messages`` right before that prompt's
-        forward, in batch order; noting which doc each call was for pairs every prefill's
-        plan with its request.
-        """
-        self._docs_run.clear()
-        self.session.take_records()
-        results = super().generate_until([self._tracked(request) for request in requests])
-        plans = self.session.take_records()
-        if len(plans) != len(self._docs_run):
-            raise RuntimeError(f"ran {len(plans)} prefills for {len(self._docs_run)} prompts; cannot pair edges with docs")
-        plan_of = dict(zip(self._docs_run, plans))
-        return [self._with_edges(result, plan_of[(r.task_name, r.doc_id)]) for result, r in zip(results, requests)]
-
-    def _tracked(self, request: Instance) -> Instance:
-        context, doc_to_messages, gen_kwargs, doc_id, task, split = request.args
-
-        def messages(doc, **kwargs):
-            self._docs_run.append((task, doc_id))
-            return doc_to_messages(doc, **kwargs)
-
-        return replace(request, arguments=(context, messages, gen_kwargs, doc_id, task, split))
-
-    @staticmethod
-    def _with_edges(result, plan) -> GenerationResult:
-        text, counts = (result.text, result.token_counts) if isinstance(result, GenerationResult) else (result, None)
-        return GenerationResult(text=FlowReply(text, plan.edges, plan.full_edges), token_counts=counts)
-

@@ -1,0 +1,93 @@
+"""qwen2_5_vl_flow through lmms-eval: argument checks before loading, and every regime through
+the real CLI with its edge metrics in the results JSON and the logged samples."""
+
+import pytest
+import transformers
+from conftest import SMALL_VIDEO_ARGS, run_lmms_eval
+
+from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import Qwen2_5_VLFlow
+from lmms_eval_flow.regimes import REGIMES
+
+LIMIT = ["--limit", "6", "--gen_kwargs", "max_new_tokens=6"]
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Fail the test if the weights start loading: argument errors must come first."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model started loading before the arguments were checked")
+
+    monkeypatch.setattr(transformers.Qwen2_5_VLForConditionalGeneration, "from_pretrained", refuse)
+
+
+@pytest.mark.parametrize("model_args, message", [
+    ({"regime": "sparse"}, r"regime='sparse' is not a regime; valid regimes: " + ", ".join(REGIMES)),
+    ({"regime": "effective", "cross_frame": "6-45"}, r"cross_frame='6-45' is outside the model: its language model has 28 layers"),
+    ({"regime": "effective", "video_question": "six"}, r"video_question='six' is not a layer range"),
+    ({"regime": "staged", "exit_layer": 20}, r"exit_layer=20 does not apply to regime=staged"),
+    ({"regime": "full", "croSS_frame": "6-15"}, r"unknown model argument\(s\) croSS_frame for qwen2_5_vl_flow; valid: regime, cross_frame"),
+    ({"regime": "temporal_exit", "exit_layer": 29}, r"exit_layer=29 is not a layer of this model: give a number within 1-28"),
+])
+def test_bad_arguments_fail_before_the_model_loads(tiny_model_dir, no_model_loading, model_args, message):
+    with pytest.raises(ValueError, match=message):
+        Qwen2_5_VLFlow(pretrained=str(tiny_model_dir), device="cpu", device_map="cpu", **model_args)
+
+
+def generated_tokens(samples) -> int:
+    return sum(s["token_counts"][0]["output_tokens"] for s in samples["flow_synthetic"])
+
+
+def replies(samples):
+    """Raw replies by doc; lmms-eval logs `resps` only where it differs from `filtered_resps`."""
+    return {s["doc_id"]: s.get("resps", s["filtered_resps"]) for s in samples["flow_synthetic"]}
+
+
+def test_full_answers_exactly_as_lmms_eval_own_qwen2_5_vl(tiny_model_dir, tmp_path):
+    _, upstream = run_lmms_eval(tmp_path / "upstream", "qwen2_5_vl", f"pretrained={tiny_model_dir},{SMALL_VIDEO_ARGS}", "flow_synthetic", *LIMIT)
+    results, flow = run_lmms_eval(tmp_path / "flow", "qwen2_5_vl_flow", f"pretrained={tiny_model_dir},regime=full,{SMALL_VIDEO_ARGS}", "flow_synthetic", *LIMIT)
+    assert len(replies(flow)) == 6 and replies(flow) == replies(upstream)
+    metrics = results["results"]["flow_synthetic"]
+    assert metrics["attention_kept,none"] == 1.0
+    assert all(s["attention_kept"] == 1.0 for s in flow["flow_synthetic"])
+
+
+@pytest.fixture(scope="module")
+def regime_runs(tiny_model_dir, tmp_path_factory):
+    runs = {}
+    for regime in ["effective", "random", "staged", "temporal_exit"]:
+        out = tmp_path_factory.mktemp(regime)
+        runs[regime] = run_lmms_eval(out, "qwen2_5_vl_flow", f"pretrained={tiny_model_dir},regime={regime},{SMALL_VIDEO_ARGS}", "flow_synthetic", *LIMIT)
+    return runs
+
+
+@pytest.mark.parametrize("regime", ["effective", "random", "staged", "temporal_exit"])
+def test_every_regime_reports_edges_in_results_and_samples(regime_runs, regime):
+    results, samples = regime_runs[regime]
+    metrics = results["results"]["flow_synthetic"]
+    lines = samples["flow_synthetic"]
+    assert len(lines) == 6
+    for name in ("attention_edges", "attention_kept"):
+        assert metrics[f"{name},none"] == pytest.approx(sum(s[name] for s in lines) / len(lines))
+    assert all(0 < s["attention_kept"] < 1 and s["attention_edges"] > 0 for s in lines)
+    assert results["config"]["model_args"].count(f"regime={regime}") == 1
+
+
+def test_random_blocks_as_many_edges_as_effective_per_sample(regime_runs):
+    effective = {s["doc_id"]: s["attention_edges"] for s in regime_runs["effective"][1]["flow_synthetic"]}
+    random = {s["doc_id"]: s["attention_edges"] for s in regime_runs["random"][1]["flow_synthetic"]}
+    assert effective == random
+
+
+def test_two_processes_shard_and_aggregate_like_one(regime_runs, tiny_model_dir, tmp_path):
+    results, samples = run_lmms_eval(tmp_path, "qwen2_5_vl_flow", f"pretrained={tiny_model_dir},regime=effective,{SMALL_VIDEO_ARGS}",
+                                     "flow_synthetic", *LIMIT, processes=2)
+    single_results, single_samples = regime_runs["effective"]
+    # lmms-eval's throughput counts rank 0's tokens: all of them on one process, a share on two
+    assert single_results["throughput"]["total_gen_tokens"] == generated_tokens(single_samples)
+    assert 0 < results["throughput"]["total_gen_tokens"] < generated_tokens(samples)
+    metrics, single = results["results"]["flow_synthetic"], single_results["results"]["flow_synthetic"]
+    for name in ("attention_edges,none", "attention_kept,none", "accuracy,none"):
+        assert metrics[name] == pytest.approx(single[name])
+    assert replies(samples) == replies(single_samples)
+    edges = lambda lines: {s["doc_id"]: s["attention_edges"] for s in lines["flow_synthetic"]}  # noqa: E731
+    assert edges(samples) == edges(single_samples)
