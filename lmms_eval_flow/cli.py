@@ -65,6 +65,58 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
     print(to_markdown(build_leaderboard(args.results)))
 
 
+def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """The model and task flags of the analysis tools, spelled as lmms-eval's."""
+    parser.add_argument("--model", default="qwen2_5_vl_flow", help="a flow model of lmms-eval's registry")
+    parser.add_argument("--model_args", required=True, help="as lmms-eval's: pretrained=DIR,regime=...,perturb=...")
+    parser.add_argument("--tasks", required=True, help="one generate_until task, e.g. flow_synthetic")
+    parser.add_argument("--include_path", default=None, help="task folder (default: lmms-eval-flow tasks-dir)")
+    parser.add_argument("--limit", type=int, default=None, help="first N docs of the task (default: all)")
+    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--samples", choices=("correct", "all"), default="correct",
+                        help="average over docs whose first token is the ground truth (default), or all")
+
+
+def _probe(args: argparse.Namespace):
+    from .probe import Probe, quiet_logs
+
+    quiet_logs()
+    return Probe(args.model, args.model_args, args.tasks, args.include_path, args.limit, args.batch_size)
+
+
+def cmd_knockout(args: argparse.Namespace) -> None:
+    from .knockout import SweepFolder, parse_pathways, sweep
+    from .layers import parse_layer_range
+
+    pathways = parse_pathways(args.pathway)
+    if args.window < 1:
+        raise ValueError(f"--window {args.window} must be at least 1 layer")
+    folder = SweepFolder(args.output)
+    folder.begin(dict(model=args.model, model_args=args.model_args, task=args.tasks, limit=args.limit,
+                      window=args.window), pathways)
+    probe = _probe(args)
+    folder.record(depth=probe.depth, regime=probe.regime.describe())
+    centres = parse_layer_range(args.layers, probe.depth, "--layers") if args.layers else None
+    summary = sweep(probe, pathways, args.window, folder, args.samples, centres)
+    print(summary.pivot(index="layer", columns="pathway", values="relative_change").round(2).to_string())
+    print(f"relative change of p(predicted token) in % per window centre; written to {folder.summary_path}, "
+          f"{folder.plot_path}")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from .calibrate import calibrate
+
+    calibrate(args.sweep, args.output or Path(args.sweep) / "ranges.json", args.samples, args.threshold, args.interval)
+
+
+def cmd_logit_lens(args: argparse.Namespace) -> None:
+    from .logit_lens import logit_lens
+
+    keywords = tuple(k for k in args.keywords.split(",") if k.strip()) if args.keywords else None
+    probe = _probe(args)
+    logit_lens(probe, args.output, args.samples, *([keywords] if keywords else []))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmms-eval-flow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +146,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--limit", type=int, default=None, help="docs per task (default: all)")
     demo.set_defaults(run=cmd_demo)
 
+    knockout = commands.add_parser("knockout", help="attention knockout sweep of pathways over the depth (CSV + PNG)")
+    _add_model_flags(knockout)
+    knockout.add_argument("--pathway", default="cross_frame,video_question,question_last",
+                          help="comma-separated SOURCE_TARGET pathways or cross_frame (see lmms_eval_flow/knockout.py)")
+    knockout.add_argument("--window", type=int, default=9, help="layers blocked around each centre (Map the Flow 9, "
+                                                                 "Causality Matters 5)")
+    knockout.add_argument("--layers", default=None, help="window centres to sweep, 1-based range (default: every layer)")
+    knockout.add_argument("--output", default="out/knockout", help="sweep folder; an interrupted sweep resumes there")
+    knockout.set_defaults(run=cmd_knockout)
+
+    calibrate = commands.add_parser("calibrate", help="effective ranges from a knockout sweep, as a ranges=FILE")
+    calibrate.add_argument("sweep", help="a knockout --output folder with cross_frame, video_question, question_last")
+    calibrate.add_argument("--output", default=None, help="ranges file to write (default: SWEEP/ranges.json)")
+    calibrate.add_argument("--samples", choices=("correct", "all"), default="correct")
+    calibrate.add_argument("--threshold", type=float, default=-5.0, help="keep intervals whose mean change (%%) is below")
+    calibrate.add_argument("--interval", type=int, default=5, help="layers per interval")
+    calibrate.set_defaults(run=cmd_calibrate)
+
+    lens = commands.add_parser("logit-lens", help="per-layer answer probability and video-token projections")
+    _add_model_flags(lens)
+    lens.add_argument("--keywords", default=None, help="comma-separated words to count among video tokens' top-1")
+    lens.add_argument("--output", default="out/logit_lens")
+    lens.set_defaults(run=cmd_logit_lens)
+
     board = commands.add_parser("leaderboard", help="checkpoint x regime x task table from lmms-eval results JSONs")
     board.add_argument("results", nargs="+")
     board.set_defaults(run=cmd_leaderboard)
@@ -107,3 +183,5 @@ def main(argv: list[str] | None = None) -> None:
         args.run(args)
     except ValueError as error:
         parser.exit(2, f"lmms-eval-flow {args.command}: error: {error}\n")
+if __name__ == "__main__":
+    main()
