@@ -15,6 +15,7 @@ from transformers import AttentionInterface, AttentionMaskInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import sdpa_mask
 
+from .blocks import Run, decomposed_attention, runs_of
 from .plan import SamplePlan
 
 FLOW_ATTENTION = "lmms_eval_flow"
@@ -31,12 +32,14 @@ class BatchPlan:
     each other causally (as Map the Flow's generation does).
     """
 
-    def __init__(self, plans: list[SamplePlan], pads: list[int], prompt_length: int):
+    def __init__(self, plans: list[SamplePlan], pads: list[int], prompt_length: int, backend: str = "auto"):
         self.plans = plans
         self.pads = pads
         self.prompt_length = prompt_length
+        self.backend = backend
         self.prefill = True
         self._masks: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._runs: dict[tuple, tuple[Run, ...]] = {}
         self._shape: tuple[int, int] | None = None
         regime = plans[0].regime
         self.video_exit = regime.video_exit
@@ -56,6 +59,29 @@ class BatchPlan:
             keep[plan.layout.positions("video") + pad] = False
             rows.append(keep.nonzero().squeeze(1))
         return torch.stack(rows)
+
+    def decomposes(self, layer: int, q_len: int, kv_len: int, device: torch.device) -> bool:
+        """Whether this layer runs group-decomposed (blocks.py) rather than as one masked call.
+
+        Only block-structured prefills decompose; ``auto`` does so on CPU, where it is tested,
+        and keeps the dense mask on other devices.
+        """
+        wanted = self.backend == "blocks" or (self.backend == "auto" and device.type == "cpu")
+        return (
+            wanted and q_len == kv_len == self.prompt_length
+            and self.plans[0].regime.random_seed is None
+            and any(plan.masked(layer) for plan in self.plans)
+        )
+
+    def runs(self, layer: int) -> list[tuple[Run, ...]]:
+        """Each row's runs for this layer, computed once per distinct rule set."""
+        rows = []
+        for b, plan in enumerate(self.plans):
+            key = (b, plan.regime.rules_at(layer))
+            if key not in self._runs:
+                self._runs[key] = runs_of(plan, layer)
+            rows.append(self._runs[key])
+        return rows
 
     def attention_mask(self, layer: int, q_len: int, kv_len: int, stock: torch.Tensor | None):
         """The mask for this layer (stock mask and regime combined), and the rows left with no key."""
@@ -113,6 +139,9 @@ class BatchPlan:
 def flow_attention(module, query, key, value, attention_mask, **kwargs):
     batch = ACTIVE_BATCH.get()
     empty = None
+    if batch is not None and batch.decomposes(module.layer_idx, query.shape[2], key.shape[2], query.device):
+        runs = batch.runs(module.layer_idx)
+        return decomposed_attention(module, query, key, value, runs, batch.pads, kwargs.get("scaling")), None
     if batch is not None:
         attention_mask, empty = batch.attention_mask(module.layer_idx, query.shape[2], key.shape[2], attention_mask)
         if attention_mask is not None:

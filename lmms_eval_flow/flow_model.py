@@ -10,14 +10,14 @@ on the loaded model with the family's layout function.
 from __future__ import annotations
 
 import inspect
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from lmms_eval.api.instance import GenerationResult, Instance
 from loguru import logger
 
 from .regimes import PARAMETERS, Regime, build_regime
 from .reply import FlowReply, note_flow_model_loaded
-from .session import RegimeSession
+from .session import BACKENDS, RegimeSession
 
 
 def lmms_eval_arguments(upstream_init) -> tuple[str, ...]:
@@ -25,19 +25,28 @@ def lmms_eval_arguments(upstream_init) -> tuple[str, ...]:
     return tuple(p for p in inspect.signature(upstream_init).parameters if p not in ("self", "args", "kwargs"))
 
 
-def parse_flow_arguments(model_name: str, regime: str, depth: int, kwargs: dict, upstream_arguments) -> tuple[Regime, dict]:
-    """Split ``--model_args`` into a validated regime and the arguments for lmms-eval's wrapper.
+@dataclass(frozen=True)
+class FlowArguments:
+    regime: Regime
+    backend: str
+
+
+def parse_flow_arguments(model_name: str, regime: str, depth: int, kwargs: dict, upstream_arguments) -> tuple[FlowArguments, dict]:
+    """Split ``--model_args`` into our validated arguments and those for lmms-eval's wrapper.
 
     Runs before any weights load, so a typo costs seconds, not a model load.
     """
     regime_args = {key: kwargs.pop(key) for key in PARAMETERS if key in kwargs}
+    backend = kwargs.pop("attention_backend", "auto")
     unknown = sorted(set(kwargs) - set(upstream_arguments))
     if unknown:
         raise ValueError(
-            f"unknown model argument(s) {', '.join(unknown)} for {model_name}; valid: regime, "
+            f"unknown model argument(s) {', '.join(unknown)} for {model_name}; valid: regime, attention_backend, "
             f"{', '.join(PARAMETERS)} and lmms-eval's arguments {', '.join(upstream_arguments)}"
         )
-    return build_regime(regime, depth, **regime_args), kwargs
+    if backend not in BACKENDS:
+        raise ValueError(f"attention_backend={backend!r} is not valid; valid: {', '.join(BACKENDS)}")
+    return FlowArguments(build_regime(regime, depth, **regime_args), backend), kwargs
 
 
 class FlowModel:

@@ -18,20 +18,29 @@ from .plan import SamplePlan
 from .regimes import Regime
 from .video_exit import drop_video_hooks
 
+# How masked prefills run: "blocks" group-decomposed (blocks.py), "dense" one masked SDPA call,
+# "auto" blocks on CPU and dense elsewhere.
+BACKENDS = ("auto", "blocks", "dense")
+
 # Given the model's forward kwargs and one row index, the layout of that row's unpadded input.
 LayoutFunction = Callable[[dict, int], TokenLayout]
 
 
 class RegimeSession:
-    def __init__(self, model: torch.nn.Module, decoder_layers, regime: Regime, layout_of: LayoutFunction):
+    def __init__(self, model: torch.nn.Module, decoder_layers, regime: Regime, layout_of: LayoutFunction,
+                 backend: str = "auto"):
         if len(decoder_layers) != regime.depth:
             raise ValueError(f"regime built for {regime.depth} layers, model has {len(decoder_layers)}")
+        if backend not in BACKENDS:
+            raise ValueError(f"attention_backend={backend!r} is not valid; valid: {', '.join(BACKENDS)}")
         self.regime = regime
         self.layout_of = layout_of
+        self.backend = backend
         self.batch: BatchPlan | None = None
         self.records: list[SamplePlan] = []
         self._tokens = []
         self._model = model
+        self._decoder_layers = decoder_layers
         self._previous_attention = model.config.text_config._attn_implementation
         model.set_attn_implementation({"text_config": FLOW_ATTENTION})
         self._handles = [
@@ -64,7 +73,7 @@ class RegimeSession:
                 raise ValueError("attention regimes need left padding (or none); this batch is padded on the right")
             pads.append(pad)
         plans = [SamplePlan(self.regime, self.layout_of(kwargs, b)) for b in range(len(input_ids))]
-        return BatchPlan(plans, pads, input_ids.shape[1])
+        return BatchPlan(plans, pads, input_ids.shape[1], self.backend)
 
     def take_records(self) -> list[SamplePlan]:
         """The plans of every sample run since the last call, in run order."""
@@ -76,6 +85,12 @@ class RegimeSession:
         for handle in self._handles:
             handle.remove()
         self._model.set_attn_implementation({"text_config": self._previous_attention})
+
+    def switch(self, regime: Regime) -> "RegimeSession":
+        """Remove this session and put ``regime`` on the same model, with the same layout function
+        (the analysis tools run one loaded model under many regimes)."""
+        self.remove()
+        return RegimeSession(self._model, self._decoder_layers, regime, self.layout_of)
 
     def __enter__(self) -> "RegimeSession":
         return self

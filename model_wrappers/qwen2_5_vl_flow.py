@@ -64,7 +64,7 @@ def qwen2_5_vl_layout(kwargs: dict, row: int, *, video_token_id: int, end_of_tur
                                   [(question + first, question + last) for first, last in options])
 
 
-def apply_regime(model: Qwen2_5_VLForConditionalGeneration, tokenizer, regime: Regime) -> RegimeSession:
+def apply_regime(model: Qwen2_5_VLForConditionalGeneration, tokenizer, regime: Regime, backend: str = "auto") -> RegimeSession:
     """Put ``regime`` on a loaded Qwen2.5-VL model (the wrapper and the analysis tools use this)."""
     config = model.config
     layout_args = dict(
@@ -79,6 +79,7 @@ def apply_regime(model: Qwen2_5_VLForConditionalGeneration, tokenizer, regime: R
         model.model.language_model.layers,
         regime,
         lambda forward_kwargs, row: qwen2_5_vl_layout(forward_kwargs, row, **layout_args),
+        backend,
     )
 
 
@@ -91,7 +92,8 @@ class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL):
     def __init__(self, pretrained: str, regime: str = "full", perturb: str | None = None, perturb_seed: int = 0,
                  **kwargs) -> None:
         depth = AutoConfig.from_pretrained(pretrained).text_config.num_hidden_layers
-        self.regime, kwargs = parse_flow_arguments("qwen2_5_vl_flow", regime, depth, kwargs, _LMMS_EVAL_ARGUMENTS)
+        flow, kwargs = parse_flow_arguments("qwen2_5_vl_flow", regime, depth, kwargs, _LMMS_EVAL_ARGUMENTS)
+        self.regime = flow.regime
         perturbations = parse_perturbations(perturb, depth, self.regime) if perturb else ()
         if not isinstance(perturb_seed, int) or isinstance(perturb_seed, bool) or perturb_seed < 0:
             raise ValueError(f"perturb_seed={perturb_seed!r} must be a non-negative integer")
@@ -100,8 +102,7 @@ class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL):
             self._init_cpu_process(accelerator, pretrained=pretrained, **kwargs)
         else:
             super().__init__(pretrained=pretrained, **kwargs)
-        session = apply_regime(self.model, self.processor.tokenizer, self.regime)
-        self.start_regime(session)
+        self.start_regime(apply_regime(self.model, self.processor.tokenizer, self.regime, flow.backend))
         text_model = self.model.model.language_model
         self.perturbed = Perturbed(text_model, text_model.layers, perturbations, perturb_seed)
 

@@ -47,11 +47,11 @@ def inputs(processor):
     return make_inputs(processor, [QUESTION])
 
 
-def forward(model, processor, inputs, regime: Regime | None):
+def forward(model, processor, inputs, regime: Regime | None, backend: str = "auto"):
     """Logits and the session's sample plans (None: the untouched model)."""
     if regime is None:
         return model(**inputs).logits, []
-    with apply_regime(model, processor.tokenizer, regime) as session:
+    with apply_regime(model, processor.tokenizer, regime, backend) as session:
         logits = model(**inputs).logits
     return logits, session.take_records()
 
@@ -107,7 +107,7 @@ def test_full_is_bit_identical_and_passes_no_mask(model, processor, inputs, full
 @torch.no_grad()
 def test_blocking_last_from_video_changes_only_the_last_position(model, processor, inputs, full_logits):
     rule = Rule("video_last", ("last",), ("video",), frozenset(range(28)))
-    logits, _ = forward(model, processor, inputs, Regime("knockout", 28, (rule,)))
+    logits, _ = forward(model, processor, inputs, Regime("knockout", 28, (rule,)), backend="dense")
     assert torch.equal(logits[0, :-1], full_logits[0, :-1])
     assert not torch.allclose(logits[0, -1], full_logits[0, -1])
 
@@ -115,7 +115,7 @@ def test_blocking_last_from_video_changes_only_the_last_position(model, processo
 @pytest.mark.parametrize("name, params", REGIME_CASES)
 @torch.no_grad()
 def test_regime_keeps_positions_before_the_video_and_moves_the_answer(model, processor, inputs, full_logits, name, params):
-    logits, [plan] = forward(model, processor, inputs, build_regime(name, 28, **params))
+    logits, [plan] = forward(model, processor, inputs, build_regime(name, 28, **params), backend="dense")
     start = plan.layout.video_start
     if plan.regime.video_exit is None:
         assert torch.equal(logits[0, :start], full_logits[0, :start])
@@ -140,8 +140,21 @@ def test_applied_masks_count_what_the_plan_counts(model, processor, inputs, monk
         return mask, empty
 
     monkeypatch.setattr(BatchPlan, "attention_mask", spy)
-    _, [plan] = forward(model, processor, inputs, build_regime(name, 28, **params))
+    _, [plan] = forward(model, processor, inputs, build_regime(name, 28, **params), backend="dense")
     assert [applied[layer] for layer in range(28)] == plan.edges_per_layer
+
+
+@pytest.mark.parametrize("name, params", REGIME_CASES)
+@torch.no_grad()
+def test_group_decomposed_attention_equals_the_dense_mask(model, processor, inputs, name, params):
+    regime = build_regime(name, 28, **params)
+    blocks, _ = forward(model, processor, inputs, regime, backend="blocks")
+    dense, _ = forward(model, processor, inputs, regime, backend="dense")
+    torch.testing.assert_close(blocks, dense, rtol=0, atol=2e-5)
+    with apply_regime(model, processor.tokenizer, regime, "blocks"):
+        from_blocks = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    with apply_regime(model, processor.tokenizer, regime, "dense"):
+        assert torch.equal(from_blocks, model.generate(**inputs, max_new_tokens=6, do_sample=False))
 
 
 @torch.no_grad()

@@ -5,6 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lmms_eval_flow.blocks import Run, runs_of
 from lmms_eval_flow.layers import format_layer_range, parse_layer, parse_layer_range
 from lmms_eval_flow.layout import TokenLayout
 from lmms_eval_flow.plan import SamplePlan, causal_edges
@@ -257,3 +258,30 @@ def test_property_analytic_equals_dense_and_kept_is_a_share(case):
     plan = SamplePlan(regime, layout)
     assert plan.edges_per_layer == dense_edges(plan)
     assert 0 <= plan.edges / plan.full_edges <= 1
+
+
+# -- group-decomposed runs ----------------------------------------------------------------
+
+
+def runs_as_mask(runs, length: int) -> torch.Tensor:
+    mask = torch.zeros(length, length, dtype=torch.bool)
+    for run in runs:
+        for start, stop in run.keys:
+            mask[run.start:run.stop, start:stop] = True
+        if run.causal:
+            size = run.stop - run.start
+            mask[run.start:run.stop, run.start:run.stop] = torch.ones(size, size, dtype=torch.bool).tril()
+    return mask
+
+
+@pytest.mark.parametrize("name, kwargs", [case for case in REGIME_CASES if case[0] != "random"])
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: layout.describe())
+def test_runs_cover_exactly_the_allowed_pairs(name, kwargs, layout):
+    plan = SamplePlan(build_regime(name, 28, **kwargs), layout)
+    for layer in range(28):
+        assert torch.equal(runs_as_mask(runs_of(plan, layer), layout.length), plan.allowed(layer))
+
+
+def test_full_causal_is_one_run():
+    plan = SamplePlan(build_regime("full", 28), LAYOUTS[0])
+    assert runs_of(plan, 0) == (Run(0, LAYOUTS[0].length, (), True),)
