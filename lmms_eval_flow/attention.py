@@ -136,6 +136,22 @@ class BatchPlan:
         return stock.gather(3, columns[:, None, None, :].expand(-1, stock.shape[1], stock.shape[2], -1))
 
 
+# Query rows per masked SDPA call in a long prefill.
+PREFILL_CHUNK = 1024
+
+
+def _row_chunked_sdpa(module, query, key, value, attention_mask, **kwargs):
+    """A masked prefill in chunks of query rows, each against the keys up to its last row: a
+    dense mask makes SDPA compute every pair it is given, so the causal upper half is left out."""
+    outputs = []
+    for start in range(0, query.shape[2], PREFILL_CHUNK):
+        stop = min(start + PREFILL_CHUNK, query.shape[2])
+        part, _ = sdpa_attention_forward(module, query[:, :, start:stop], key[:, :, :stop], value[:, :, :stop],
+                                         attention_mask[..., start:stop, :stop], **kwargs)
+        outputs.append(part)
+    return torch.cat(outputs, dim=1), None
+
+
 def flow_attention(module, query, key, value, attention_mask, **kwargs):
     batch = ACTIVE_BATCH.get()
     empty = None
@@ -146,7 +162,10 @@ def flow_attention(module, query, key, value, attention_mask, **kwargs):
         attention_mask, empty = batch.attention_mask(module.layer_idx, query.shape[2], key.shape[2], attention_mask)
         if attention_mask is not None:
             attention_mask = attention_mask.to(query.device)
-    output, weights = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    if attention_mask is not None and query.shape[2] == key.shape[2] > 2 * PREFILL_CHUNK:
+        output, weights = _row_chunked_sdpa(module, query, key, value, attention_mask, **kwargs)
+    else:
+        output, weights = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     if empty is not None:
         output = output.masked_fill(empty[:, 0, :, None, None].to(output.device), 0.0)
     return output, weights

@@ -140,6 +140,10 @@ class SamplePlan:
             rows, cols = self._random_region
             generator = torch.Generator().manual_seed(self.regime.random_seed * 1_000_003 + layer)
             scores = torch.rand(len(rows), generator=generator)
-            chosen = scores.topk(blocked, largest=False).indices
+            # the `blocked` lowest scores (a selection, cheaper than sorting); ties at the threshold are rare
+            threshold = scores.kthvalue(blocked).values
+            chosen = scores < threshold
+            ties = (scores == threshold).nonzero().squeeze(1)
+            chosen[ties[: blocked - int(chosen.sum())]] = True
             mask[rows[chosen], cols[chosen]] = False
         return mask

@@ -218,3 +218,15 @@ def test_left_padded_batch_equals_samples_run_alone(model, processor, name):
         alone, [plan] = forward(model, processor, make_inputs(processor, [question]), regime)
         torch.testing.assert_close(batch[row, -1], alone[0, -1], rtol=0, atol=1e-4)
         assert plans[row].layout == plan.layout and plans[row].edges == plan.edges
+
+
+@pytest.mark.parametrize("name", ["random", "effective"])
+@torch.no_grad()
+def test_long_masked_prefills_run_in_row_chunks_with_the_same_result(model, processor, inputs, monkeypatch, name):
+    import lmms_eval_flow.attention as attention
+
+    regime = build_regime(name, 28)
+    whole, _ = forward(model, processor, inputs, regime, backend="dense")
+    monkeypatch.setattr(attention, "PREFILL_CHUNK", 16)  # this prompt is ~100 positions: several chunks
+    chunked, _ = forward(model, processor, inputs, regime, backend="dense")
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=2e-5)
