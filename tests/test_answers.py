@@ -2,7 +2,14 @@
 
 import pytest
 
-from lmms_eval_flow.answers import parse_choice, parse_yes_no
+from lmms_eval_flow.answers import (
+    exact_match,
+    normalize_answer,
+    parse_choice,
+    parse_yes_no,
+    strip_reasoning,
+    token_f1,
+)
 
 DIRECTIONS = {"A": "left", "B": "right", "C": "up", "D": "down"}
 SENTENCES = {
@@ -11,6 +18,10 @@ SENTENCES = {
     "C": "The blue circle appears first",
     "D": "Nothing moves",
 }
+
+# TempCompass's caption matching: labelled captions, keyed by letter or by number.
+CAPTIONS = {"A": "The man is dribbling a basketball.", "B": "A man is dunking a basketball."}
+NUMBERED = {"1": "The man is moving from right to left.", "2": "The man is moving from left to right."}
 
 CHATTY_REPLY = (
     "In the video, the red square starts on the left side of the frame and moves steadily towards the right edge. "
@@ -90,6 +101,31 @@ CHOICE_CASES = [
     ("I cannot determine this from the video.", DIRECTIONS, None),
     ("", DIRECTIONS, None),
     ("T-shirt", DIRECTIONS, None),
+    # Reasoning blocks are not the answer.
+    ("<think>The square moves right, so B.</think>\nA", DIRECTIONS, "A"),
+    ("<thinking>A or B?</thinking>Answer: D", DIRECTIONS, "D"),
+    ("<reasoning>\nC looks right\n</reasoning>\nC", DIRECTIONS, "C"),
+    ("It starts on the left, so not A.</think>\nB", DIRECTIONS, "B"),  # the template opened the block
+    ("<think>It could be A or B. Let me check again", DIRECTIONS, None),  # ran out of tokens while thinking
+    # Labelled captions.
+    ("Caption B", CAPTIONS, "B"),
+    ("Caption B: A man is dunking a basketball.", CAPTIONS, "B"),
+    ("A man is dunking a basketball.", CAPTIONS, "B"),
+    ("Sentence A: The man is dribbling a basketball.", CAPTIONS, "A"),
+    ("The best caption is Caption A.", CAPTIONS, "A"),
+    ("Caption A or Caption B", CAPTIONS, None),
+    ("A man is dribbling.", CAPTIONS, None),
+    # Numbered options: digits count only where a letter in that place would.
+    ("Option 2", NUMBERED, "2"),
+    ("2", NUMBERED, "2"),
+    ("2.", NUMBERED, "2"),
+    ("(1)", NUMBERED, "1"),
+    ("Option 2: The man is moving from left to right.", NUMBERED, "2"),
+    ("The answer is 1.", NUMBERED, "1"),
+    ("The man is moving from left to right.", NUMBERED, "2"),
+    ("2 men are in the video.", NUMBERED, None),
+    ("Option 1 and Option 2", NUMBERED, None),
+    ("Answer: 3", NUMBERED, None),
 ]
 
 
@@ -112,6 +148,18 @@ def test_options_with_the_same_text_are_ambiguous():
     assert parse_choice("left", {"A": "left", "B": "Left."}) is None
 
 
+def test_option_keys_must_be_of_one_kind():
+    with pytest.raises(ValueError, match="all single letters or all single digits"):
+        parse_choice("A", {"A": "left", "2": "right"})
+    with pytest.raises(ValueError, match="all single letters or all single digits"):
+        parse_choice("A", {"AB": "left"})
+
+
+def test_strip_reasoning_keeps_the_answer_after_the_block():
+    assert strip_reasoning("<think>\nThe ball is red.\n</think>\n\nRed").strip() == "Red"
+    assert strip_reasoning("Red").strip() == "Red"
+
+
 YES_NO_CASES = [
     ("Yes", "yes"),
     ("Yes.", "yes"),
@@ -132,9 +180,51 @@ YES_NO_CASES = [
     ("I cannot tell from the video.", None),
     ("No. The answer is yes.", None),
     ("", None),
+    ("<think>Is it? No, wait.</think>Yes", "yes"),
+    ("<think>Yes, probably", None),
 ]
 
 
 @pytest.mark.parametrize("reply, expected", YES_NO_CASES)
 def test_parse_yes_no(reply, expected):
     assert parse_yes_no(reply) == expected
+
+
+# Open-ended answers (ActivityNet-QA).
+
+@pytest.mark.parametrize("text, normalised", [
+    ("The two RED cars.", "2 red cars"),
+    ("  an apple ", "apple"),
+    ("<think>hmm, three or four</think>Three", "3"),
+    ("In the kitchen!", "in kitchen"),
+    ("", ""),
+])
+def test_normalize_answer(text, normalised):
+    assert normalize_answer(text) == normalised
+
+
+@pytest.mark.parametrize("reply, answer, expected", [
+    ("Dancing.", "dancing", True),
+    ("Two.", "2", True),
+    ("in the room", "in room", True),
+    ("Yes, he is.", "yes", True),
+    ("no", "yes", False),
+    ("There is no dog.", "no", False),  # a "no" inside a sentence is not the answer no
+    ("red shirt", "red", False),
+    ("", "red", False),
+])
+def test_exact_match(reply, answer, expected):
+    assert exact_match(reply, answer) is expected
+
+
+@pytest.mark.parametrize("reply, answer, expected", [
+    ("red", "red", 1.0),
+    ("The ball is red.", "red", 0.5),
+    ("a red and blue ball", "blue ball", 2 / 3),
+    ("blue", "red", 0.0),
+    ("", "red", 0.0),
+    ("Yes, the man is indoors.", "yes", 1.0),  # yes/no answers score their exact match
+    ("No.", "yes", 0.0),
+])
+def test_token_f1(reply, answer, expected):
+    assert token_f1(reply, answer) == pytest.approx(expected)

@@ -8,18 +8,16 @@ offline check that a model, a wrapper and an attention regime run end to end.
 
 from __future__ import annotations
 
-from string import ascii_uppercase
-
 from lmms_eval_flow.answers import parse_choice
 from lmms_eval_flow.clips import clip_path
-from lmms_eval_flow.reply import attention_metrics
+from lmms_eval_flow.task_utils import lettered, options_block, score, video_messages
 
 DEFAULT_POST_PROMPT = "Answer with the option's letter from the given choices directly."
 
 
 def lettered_options(doc: dict) -> dict[str, str]:
     """The doc's options keyed by letter, in order: {"A": ..., "B": ...}."""
-    return dict(zip(ascii_uppercase, doc["options"]))
+    return lettered(doc["options"])
 
 
 def doc_to_visual(doc: dict) -> list[str]:
@@ -30,7 +28,7 @@ def doc_to_visual(doc: dict) -> list[str]:
 def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
     """The question, one lettered option per line, then the answer-format instruction."""
     kwargs = lmms_eval_specific_kwargs or {}
-    options = "\n".join(f"{letter}. {text}" for letter, text in lettered_options(doc).items())
+    options = options_block(lettered_options(doc))
     pre_prompt = kwargs.get("pre_prompt", "")
     post_prompt = kwargs.get("post_prompt", DEFAULT_POST_PROMPT)
     return f"{pre_prompt}{doc['question']}\n{options}\n{post_prompt}"
@@ -42,9 +40,7 @@ def doc_to_target(doc: dict) -> str:
 
 def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
     """One user turn for chat models: the video first, then the question."""
-    content = [{"type": "video", "url": path} for path in doc_to_visual(doc)]
-    content.append({"type": "text", "text": doc_to_text(doc, lmms_eval_specific_kwargs)})
-    return [{"role": "user", "content": content}]
+    return video_messages(doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
 
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
@@ -54,5 +50,4 @@ def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     yields accuracy alone; lmms-eval then reports only the metrics it received.
     """
     reply = results[0]
-    correct = parse_choice(reply, lettered_options(doc)) == doc["answer"]
-    return {"accuracy": float(correct), **attention_metrics(reply)}
+    return score(parse_choice(reply, lettered_options(doc)) == doc["answer"], reply)

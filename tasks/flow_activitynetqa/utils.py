@@ -1,0 +1,58 @@
+"""flow_activitynetqa: ActivityNet-QA's open-ended questions, scored offline.
+
+A doc has ``video_name`` (the file is ``all_test/v_<video_name>.mp4``, ``.webm`` or ``.mkv``
+under ``$HF_HOME/activitynetqa``, upstream's layout), ``question`` (lower case, no question
+mark: shown capitalised with one, as upstream does), ``answer`` (a word or short phrase),
+``question_id`` and ``type``.
+
+Metrics: ``exact_match`` (normalised; yes/no answers read with the yes/no parser) and
+``token_f1`` (word overlap), both from ``lmms_eval_flow.answers``; ``judge_accuracy`` and
+``judge_score`` only when an LLM judge is configured (``lmms_eval_flow.judge``).
+"""
+
+from __future__ import annotations
+
+from lmms_eval_flow import judge
+from lmms_eval_flow.answers import exact_match, strip_reasoning, token_f1
+from lmms_eval_flow.reply import attention_metrics
+from lmms_eval_flow.task_utils import Benchmark, prompt, video_messages
+
+BENCHMARK = Benchmark(
+    name="activitynetqa",
+    hub_path="lmms-eval/ActivityNetQA",
+    cache_dir="activitynetqa",
+    published_sizes={("default", "test"): ("flow_activitynetqa", 8000)},
+)
+DATASET_PATH = BENCHMARK.dataset_path()
+DATASET_KWARGS = BENCHMARK.dataset_kwargs()
+JUDGE_MODEL = judge.configured_model()  # recorded in the results' task metadata
+process_docs = BENCHMARK.prepare_docs
+
+
+def doc_to_target(doc: dict) -> str:
+    return doc["answer"]
+
+
+def doc_to_visual(doc: dict) -> list[str]:
+    return [BENCHMARK.video(*(f"all_test/v_{doc['video_name']}.{ext}" for ext in ("mp4", "webm", "mkv")))]
+
+
+def question(doc: dict) -> str:
+    return doc["question"].strip().capitalize().rstrip("?") + "?"
+
+
+def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+    return prompt(lmms_eval_specific_kwargs, question(doc))
+
+
+def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
+    return video_messages(doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
+
+
+def process_results(doc: dict, results: list[str]) -> dict:
+    reply = results[0]
+    metrics = {"exact_match": float(exact_match(reply, doc["answer"])), "token_f1": token_f1(reply, doc["answer"])}
+    if judge.configured_model():
+        correct, rating = judge.judge(question(doc), doc["answer"], strip_reasoning(reply).strip())
+        metrics.update(judge_accuracy=float(correct), judge_score=float(rating))
+    return {**metrics, **attention_metrics(reply)}

@@ -1,0 +1,53 @@
+"""flow_nextqa_mc: NExT-QA multiple choice (test split).
+
+A doc has ``video`` (a video id; the file is ``NExTVideo/<video>.mp4`` under
+``$HF_HOME/nextqa``, upstream's layout), ``question``, five options ``a0``..``a4`` and
+``answer``, the index of the right one.
+"""
+
+from __future__ import annotations
+
+from lmms_eval_flow.answers import parse_choice
+from lmms_eval_flow.task_utils import (
+    Benchmark,
+    lettered,
+    options_block,
+    prompt,
+    score,
+    video_messages,
+)
+
+BENCHMARK = Benchmark(
+    name="nextqa",
+    hub_path="lmms-eval/NExTQA",
+    cache_dir="nextqa",
+    published_sizes={("MC", "test"): ("flow_nextqa_mc", 8564)},
+)
+DATASET_PATH = BENCHMARK.dataset_path()
+DATASET_KWARGS = BENCHMARK.dataset_kwargs()
+process_docs = BENCHMARK.prepare_docs
+
+
+def options(doc: dict) -> dict[str, str]:
+    return lettered([str(doc[f"a{index}"]).strip() for index in range(5)])
+
+
+def doc_to_target(doc: dict) -> str:
+    return list(options(doc))[int(doc["answer"])]
+
+
+def doc_to_visual(doc: dict) -> list[str]:
+    return [BENCHMARK.video(f"NExTVideo/{doc['video']}.mp4")]
+
+
+def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+    return prompt(lmms_eval_specific_kwargs, f"{doc['question'].strip()}\n{options_block(options(doc))}")
+
+
+def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
+    return video_messages(doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
+
+
+def process_results(doc: dict, results: list[str]) -> dict:
+    reply = results[0]
+    return score(parse_choice(reply, options(doc)) == doc_to_target(doc), reply)

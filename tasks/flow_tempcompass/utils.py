@@ -1,0 +1,129 @@
+"""flow_tempcompass: TempCompass's four formats, all scored by rules.
+
+Each doc comes from one dataset config (its format, noted in ``flow_config``):
+
+- ``multi-choice``: the question carries its options as "A. ..." lines; the answer is
+  "B. text". Read with ``parse_choice`` (letter, declared answer or option text).
+- ``yes_no``: answer "yes" or "no"; read with ``parse_yes_no``.
+- ``caption_matching``: two labelled captions ("Caption A: ...", "Sentence B: ...",
+  "Option 1: ..."); the answer is the matching line. Read with ``parse_choice`` over the
+  labels' keys ("A"/"B" or "1"/"2") and the caption texts.
+- ``captioning``: TempCompass asks for a caption and has an LLM grade it; here, as in
+  Causality Matters, the model instead picks among the candidate descriptions the question
+  lists ("Information A: {'subject': ..., 'action': ...}"), shown as lettered options. The
+  answer's letter ("B. ice skating") is the key. The text an option is recognised by is what
+  tells it apart from the others ("ice skating"), so a caption-like reply counts too.
+
+Per-aspect accuracies (``dim``: action, speed, direction, order, attribute_change) come with
+the overall accuracy.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from lmms_eval_flow.answers import parse_choice, parse_yes_no
+from lmms_eval_flow.task_utils import (
+    Benchmark,
+    mean_of_scored,  # noqa: F401 (the YAML's per-aspect aggregation)
+    options_block,
+    prompt,
+    score,
+    video_messages,
+)
+
+BENCHMARK = Benchmark(
+    name="tempcompass",
+    hub_path="lmms-eval/TempCompass",
+    cache_dir="tempcompass",
+    published_sizes={
+        ("multi-choice", "test"): ("flow_tempcompass_multi_choice", 1580),
+        ("yes_no", "test"): ("flow_tempcompass_yes_no", 2453),
+        ("caption_matching", "test"): ("flow_tempcompass_caption_matching", 1503),
+        ("captioning", "test"): ("flow_tempcompass_captioning", 2004),
+    },
+)
+DATASET_PATH = BENCHMARK.dataset_path()
+DATASET_KWARGS = BENCHMARK.dataset_kwargs()
+process_docs = BENCHMARK.prepare_docs
+ASPECTS = ("action", "speed", "direction", "order", "attribute_change")
+
+# "A. text", " D. text", "C.text" (multi-choice); "Caption A: text", "Option 1: text" (caption matching).
+_OPTION_LINE = re.compile(r"^\s*(?:(?:Option|Sentence|Caption) )?(?P<key>[A-Z1-9])(?:\.|:)\s*(?P<text>\S.*)$")
+_INFORMATION_LINE = re.compile(r"^Information (?P<key>[A-Z]): (?P<info>\{.*\})$")
+
+
+def _labelled_lines(lines: list[str]) -> dict[str, str]:
+    options = {}
+    for line in lines:
+        match = _OPTION_LINE.match(line)
+        if not match:
+            raise ValueError(f"TempCompass option line {line!r} is neither 'A. text' nor 'Caption A: text'")
+        options[match["key"]] = match["text"].strip()
+    return options
+
+
+def _answer_key(answer: str) -> str:
+    match = _OPTION_LINE.match(answer)
+    if not match:
+        raise ValueError(f"TempCompass answer {answer!r} names no option")
+    return match["key"]
+
+
+def _information(doc: dict) -> dict[str, dict]:
+    """The captioning candidates: {"A": {"subject": ..., "action": ...}, ...}."""
+    found = {m["key"]: ast.literal_eval(m["info"]) for m in map(_INFORMATION_LINE.match, doc["question"].split("\n")) if m}
+    if len(found) < 2:
+        raise ValueError(f"TempCompass captioning question lists no candidate information: {doc['question']!r}")
+    return found
+
+
+def _distinguishing_text(candidates: dict[str, dict]) -> dict[str, str]:
+    """Each candidate by the values that differ between candidates ("ice skating")."""
+    fields = sorted({name for info in candidates.values() for name in info})
+    differing = [name for name in fields if len({str(info.get(name)) for info in candidates.values()}) > 1]
+    return {key: ", ".join(str(info.get(name)) for name in differing) for key, info in candidates.items()}
+
+
+def options(doc: dict) -> dict[str, str]:
+    """The doc's options keyed as the model is asked to name them."""
+    fmt = doc["flow_config"]
+    if fmt == "multi-choice":
+        return _labelled_lines(doc["question"].split("\n")[1:])
+    if fmt == "caption_matching":
+        return _labelled_lines(doc["question"].split("\n")[1:])
+    if fmt == "captioning":
+        return _distinguishing_text(_information(doc))
+    raise ValueError(f"TempCompass format {fmt!r} has no options")
+
+
+def doc_to_target(doc: dict) -> str:
+    return doc["answer"] if doc["flow_config"] == "yes_no" else _answer_key(doc["answer"])
+
+
+def doc_to_visual(doc: dict) -> list[str]:
+    return [BENCHMARK.video(f"videos/{doc['video_id']}.mp4")]
+
+
+def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+    kwargs = dict(lmms_eval_specific_kwargs or {})
+    post_prompts = kwargs.get("post_prompt") or {}
+    kwargs["post_prompt"] = post_prompts.get(doc["flow_config"], "") if isinstance(post_prompts, dict) else post_prompts
+    if doc["flow_config"] != "captioning":
+        return prompt(kwargs, doc["question"])
+    shown = {key: "; ".join(f"{name}: {value}" for name, value in info.items()) for key, info in _information(doc).items()}
+    return prompt(kwargs, f"Which of these descriptions is consistent with the video?\n{options_block(shown)}")
+
+
+def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
+    return video_messages(doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
+
+
+def process_results(doc: dict, results: list[str]) -> dict:
+    reply = results[0]
+    if doc["flow_config"] == "yes_no":
+        picked = parse_yes_no(reply)
+    else:
+        picked = parse_choice(reply, options(doc))
+    return score(picked == doc_to_target(doc), reply, doc["dim"], ASPECTS)
