@@ -36,11 +36,14 @@ def runs_of(plan: SamplePlan, layer: int) -> tuple[Run, ...]:
     segments = plan.layout.segments
     runs, i = [], 0
     while i < len(segments):
-        j = i
-        if allowed[i, i]:
-            # Grow the run while the next segment reads the run so far and the same earlier keys.
-            while j + 1 < len(segments) and allowed[j + 1, i:j + 2].all() and torch.equal(allowed[j + 1, :i], allowed[i, :i]):
-                j += 1
+        j, causal = i, bool(allowed[i, i])
+        # Grow the run while the next segment reads the same earlier keys and, within the run,
+        # either everything (a causal run) or nothing (segments that only read earlier keys).
+        while j + 1 < len(segments) and torch.equal(allowed[j + 1, :i], allowed[i, :i]):
+            within = allowed[j + 1, i:j + 2]
+            if not (within.all() if causal else not within.any()):
+                break
+            j += 1
         keys, start = [], None
         for k in range(i + 1):
             inside = k < i and bool(allowed[i, k])
@@ -49,7 +52,7 @@ def runs_of(plan: SamplePlan, layer: int) -> tuple[Run, ...]:
             if not inside and start is not None:
                 keys.append((start, segments[k].start))
                 start = None
-        runs.append(Run(segments[i].start, segments[j].stop, tuple(keys), bool(allowed[i, i])))
+        runs.append(Run(segments[i].start, segments[j].stop, tuple(keys), causal))
         i = j + 1
     return tuple(runs)
 

@@ -4,10 +4,17 @@ template and the last position lie in the language model's input sequence.
 Every regime is stated over these groups, so a layout is all the engine needs to know about a
 sample. Model families only find the video and the question in their own token ids and call
 ``TokenLayout.from_spans``; the synthetic layout serves planning (``lmms-eval-flow edges``) and tests.
+
+The option spans of a multiple-choice question (SPEC ``options``) are parts of ``question``, not a
+group of their own: every regime still sees them as question. Analysis rules may name them as
+``options`` (every option span) or ``non_options`` (the rest of the question).
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -16,6 +23,11 @@ import torch
 GROUPS = ("prefix", "video", "question", "template", "last")
 # Every position after the video: what SPEC calls `query`.
 QUERY = ("question", "template", "last")
+# Parts of `question` that analysis rules may name (SPEC `options`, analysis only).
+QUESTION_PARTS = ("options", "non_options")
+
+# An option marker: "A." / "A)" / "(A)" at a line start or after a space, followed by a space.
+_OPTION_MARKER = re.compile(r"(?:^|(?<=\s))\(?([A-Z])[.)](?=\s)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -26,10 +38,19 @@ class Segment:
     start: int
     stop: int
     frame: int = -1  # frame index inside the video; -1 outside it
+    option: int = -1  # option index inside the question (A=0, B=1, ...); -1 outside an option span
 
     @property
     def size(self) -> int:
         return self.stop - self.start
+
+    def belongs_to(self, group: str) -> bool:
+        """Whether the segment is part of ``group``: one of GROUPS or of QUESTION_PARTS."""
+        if group == "options":
+            return self.option >= 0
+        if group == "non_options":
+            return self.group == "question" and self.option < 0
+        return self.group == group
 
 
 @dataclass(frozen=True)
@@ -45,11 +66,13 @@ class TokenLayout:
         video_start: int,
         frame_sizes: list[int],
         question: tuple[int, int],
+        options: list[tuple[int, int]] = (),
     ) -> "TokenLayout":
         """Build a layout from the video's start and per-frame token counts and the question span.
 
         Everything before the video is prefix; after it, the question span is question, the
-        final position is last, and every other position is template.
+        final position is last, and every other position is template. ``options`` are the
+        ordered, disjoint spans of the answer options inside the question (see ``option_spans``).
         """
         video_stop = video_start + sum(frame_sizes)
         q_start, q_stop = question
@@ -65,9 +88,16 @@ class TokenLayout:
         for frame, size in enumerate(frame_sizes):
             segments.append(Segment("video", start, start + size, frame))
             start += size
+        segments.append(Segment("template", video_stop, q_start))
+        start = q_start
+        for option, (o_start, o_stop) in enumerate(options):
+            if not start <= o_start < o_stop <= q_stop:
+                raise ValueError(f"option span {o_start}-{o_stop} must lie inside the question {q_start}-{q_stop}, "
+                                 f"after the previous option")
+            segments += [Segment("question", start, o_start), Segment("question", o_start, o_stop, option=option)]
+            start = o_stop
         segments += [
-            Segment("template", video_stop, q_start),
-            Segment("question", q_start, q_stop),
+            Segment("question", start, q_stop),
             Segment("template", q_stop, length - 1),
             Segment("last", length - 1, length),
         ]
@@ -98,11 +128,11 @@ class TokenLayout:
         return next(s.start for s in self.segments if s.group != "prefix")
 
     def size(self, group: str) -> int:
-        return sum(s.size for s in self.segments if s.group == group)
+        return sum(s.size for s in self.segments if s.belongs_to(group))
 
     def positions(self, group: str) -> torch.Tensor:
-        """Indices of every position of a group, in order."""
-        spans = [torch.arange(s.start, s.stop) for s in self.segments if s.group == group]
+        """Indices of every position of a group (or question part), in order."""
+        spans = [torch.arange(s.start, s.stop) for s in self.segments if s.belongs_to(group)]
         return torch.cat(spans) if spans else torch.zeros(0, dtype=torch.long)
 
     @cached_property
@@ -113,3 +143,25 @@ class TokenLayout:
 
     def describe(self) -> str:
         return ", ".join(f"{g}={self.size(g)}" for g in GROUPS) + f", frames={self.num_frames}"
+
+
+def option_spans(pieces: list[str]) -> list[tuple[int, int]]:
+    """Token spans ``(start, stop)`` of the lettered options of a question given as token texts.
+
+    An option starts at a marker "A." / "A)" / "(A)" (at a line start or after a space) and
+    ends before the next marker or at the end of its line, trailing spaces excluded. Markers
+    must run A, B, C, ... from A, so a stray capital letter is no option; a question without
+    markers has no option spans. A token that straddles a boundary belongs to the option it touches.
+    """
+    text = "".join(pieces)
+    starts, expected = [], "A"
+    for match in _OPTION_MARKER.finditer(text):
+        if match.group(1) == expected:
+            starts.append(match.start())
+            expected = chr(ord(expected) + 1)
+    ends = list(itertools.accumulate(len(piece) for piece in pieces))  # where each token's text ends
+    spans = []
+    for start, next_start in zip(starts, starts[1:] + [len(text)]):
+        stop = start + len(text[start:next_start].split("\n", 1)[0].rstrip())
+        spans.append((bisect.bisect_right(ends, start), bisect.bisect_right(ends, stop - 1) + 1))
+    return spans

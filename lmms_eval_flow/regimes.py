@@ -9,7 +9,9 @@ dropping video positions rather than masking them. ``build_regime`` turns model 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .layers import format_layer_range, parse_layer, parse_layer_range
 from .layout import GROUPS, QUERY, Segment
@@ -19,23 +21,27 @@ from .layout import GROUPS, QUERY, Segment
 class Rule:
     """In ``layers`` (0-based), positions of the ``reader`` groups may not read the ``source`` groups.
 
+    Groups are GROUPS or, for analysis, the question parts ``options`` / ``non_options``.
     ``frames`` narrows video sources: ``"earlier"`` blocks only frames before the reader's own
-    (cross-frame attention), ``"not_last"`` only frames other than the video's last.
+    (cross-frame attention), ``"not_last"`` only frames other than the video's last, an integer
+    ``k`` only frame ``k`` (0-based, as SPEC's frame[0..F-1]).
     """
 
     name: str
     reader: tuple[str, ...]
     source: tuple[str, ...]
     layers: frozenset[int]
-    frames: str = "any"
+    frames: str | int = "any"
 
     def blocks(self, reader: Segment, source: Segment, last_frame: int) -> bool:
-        if reader.group not in self.reader or source.group not in self.source:
+        if not any(map(reader.belongs_to, self.reader)) or not any(map(source.belongs_to, self.source)):
             return False
         if self.frames == "earlier":
             return source.frame < reader.frame
         if self.frames == "not_last":
             return source.frame != last_frame
+        if isinstance(self.frames, int):
+            return source.frame == self.frames
         return True
 
 
@@ -69,12 +75,15 @@ PUBLISHED_RANGES = {
 STAGED_DEFAULTS = {"query_last_frame": "10-20", "no_inter_frame": "20-28"}
 EXIT_DEFAULTS = {"exit_layer": 20, "exit_by": "drop"}
 RANDOM_DEFAULTS = {"seed": 0, "keep": None}
+# The three pathway ranges of `effective`; a ranges file (``ranges=FILE``, written by
+# ``lmms-eval-flow calibrate``) is JSON holding them as 1-based strings, plus `depth` and `provenance`.
+RANGE_KEYS = ("cross_frame", "video_question", "question_last")
 
 # The model arguments each regime takes.
 REGIME_PARAMETERS = {
     "full": (),
-    "effective": ("cross_frame", "video_question", "question_last"),
-    "random": ("cross_frame", "video_question", "question_last", "seed", "keep"),
+    "effective": ("cross_frame", "video_question", "question_last", "ranges"),
+    "random": ("cross_frame", "video_question", "question_last", "ranges", "seed", "keep"),
     "staged": ("query_last_frame", "no_inter_frame"),
     "temporal_exit": ("exit_layer", "exit_by"),
 }
@@ -88,6 +97,27 @@ def published_ranges(depth: int) -> tuple[str, dict[str, str]]:
     closest = min(PUBLISHED_RANGES, key=lambda d: (abs(d - depth), d))
     source, ranges = PUBLISHED_RANGES[closest]
     return source, {name: _clip(name, text, depth) for name, text in ranges.items()}
+
+
+def read_ranges_file(path: str, depth: int) -> tuple[str, dict[str, str]]:
+    """The ranges of a ranges file, checked against this model's depth. Returns where they come
+    from and the ranges (validated later with the other range arguments)."""
+    try:
+        content = json.loads(Path(path).read_text())
+    except OSError as error:
+        raise ValueError(f"ranges={path!r} cannot be read: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"ranges={path!r} is not JSON ({error}); write it with lmms-eval-flow calibrate") from None
+    if not isinstance(content, dict):
+        content = {}
+    missing = [key for key in RANGE_KEYS if not isinstance(content.get(key), str)]
+    if missing:
+        raise ValueError(f"ranges={path!r} lacks {', '.join(missing)}: a ranges file holds "
+                         f"{', '.join(RANGE_KEYS)} as 1-based ranges such as \"6-15\"")
+    if content.get("depth", depth) != depth:
+        raise ValueError(f"ranges={path!r} was calibrated for a {content['depth']}-layer language model; "
+                         f"this model has {depth} layers")
+    return f"file {path}", {key: content[key] for key in RANGE_KEYS}
 
 
 def _clip(name: str, text: str, depth: int) -> str:
@@ -130,8 +160,11 @@ def _all_layers(depth: int) -> frozenset[int]:
 
 def _pathway_regime(name: str, depth: int, given: dict) -> Regime:
     """Map the Flow's effective pathways: each flow allowed only in its range (SPEC `effective`)."""
-    keys = ("cross_frame", "video_question", "question_last")
-    source, defaults = published_ranges(depth) if not all(key in given for key in keys) else (None, {})
+    keys = RANGE_KEYS
+    if "ranges" in given:
+        source, defaults = read_ranges_file(given["ranges"], depth)
+    else:
+        source, defaults = published_ranges(depth) if not all(key in given for key in keys) else (None, {})
     ranges = {key: parse_layer_range(given[key] if key in given else defaults[key], depth, key) for key in keys}
     every = _all_layers(depth)
     cross, video_q, q_last = ranges["cross_frame"], ranges["video_question"], ranges["question_last"]

@@ -90,7 +90,7 @@ class RegimeSession:
         """Remove this session and put ``regime`` on the same model, with the same layout function
         (the analysis tools run one loaded model under many regimes)."""
         self.remove()
-        return RegimeSession(self._model, self._decoder_layers, regime, self.layout_of)
+        return RegimeSession(self._model, self._decoder_layers, regime, self.layout_of, self.backend)
 
     def __enter__(self) -> "RegimeSession":
         return self

@@ -285,3 +285,13 @@ def test_runs_cover_exactly_the_allowed_pairs(name, kwargs, layout):
 def test_full_causal_is_one_run():
     plan = SamplePlan(build_regime("full", 28), LAYOUTS[0])
     assert runs_of(plan, 0) == (Run(0, LAYOUTS[0].length, (), True),)
+
+
+def test_option_spans_inside_the_question_add_no_runs():
+    plain = TokenLayout.from_spans(60, 5, [8, 8, 8], (30, 55))
+    with_options = TokenLayout.from_spans(60, 5, [8, 8, 8], (30, 55), options=[(36, 40), (41, 45), (46, 50)])
+    for name in ("effective", "staged", "temporal_exit"):
+        regime = build_regime(name, 32)
+        a, b = SamplePlan(regime, plain), SamplePlan(regime, with_options)
+        assert sum(len(runs_of(b, layer)) for layer in range(32)) == sum(len(runs_of(a, layer)) for layer in range(32))
+        assert a.edges_per_layer == b.edges_per_layer
