@@ -1,0 +1,93 @@
+"""What every family's layout function shares: reading one row's token ids, runs of video
+tokens, and the question and template after the video.
+
+A family's layout function (``model_wrappers/<family>_flow.py``) knows only where its video and
+its frames are and where its user turn ends; ``layout_after_video`` turns that into a
+``TokenLayout`` the same way for every family, so "question" means the same thing everywhere:
+the user's text after the video (without the blank or special tokens that open it), up to the
+end of the user turn. Whatever else follows the video is template; the final position is last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .layout import TokenLayout, option_spans
+
+
+def row_ids(forward_kwargs: dict, row: int) -> list[int]:
+    """The token ids of one row of a forward batch, its padding left out."""
+    ids, mask = forward_kwargs["input_ids"][row], forward_kwargs.get("attention_mask")
+    if mask is not None:
+        ids = ids[mask[row].bool()]
+    return ids.tolist()
+
+
+def runs_of(ids: list[int], token_id: int) -> list[tuple[int, int]]:
+    """The maximal runs ``(start, stop)`` of ``token_id`` in ``ids``, in order."""
+    runs: list[tuple[int, int]] = []
+    for i, token in enumerate(ids):
+        if token != token_id:
+            continue
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
+
+
+@dataclass(frozen=True)
+class PromptText:
+    """What a layout needs of the tokenizer: which ids are special, and the text of ids."""
+
+    special_ids: frozenset[int]
+    decode_ids: Callable[[list[int]], str]  # the tokenizer's ``decode``
+
+    @classmethod
+    def of(cls, tokenizer) -> "PromptText":
+        special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
+        return cls(frozenset(special), tokenizer.decode)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.decode_ids(ids)
+
+    def pieces(self, ids: list[int]) -> list[str]:
+        """The text each token adds, so that the pieces join into the decoded text. Decoding one
+        token alone is not that for SentencePiece tokenizers, which drop a word's leading space."""
+        pieces, before = [], ""
+        for end in range(1, len(ids) + 1):
+            text = self.decode(ids[:end])
+            pieces.append(text[len(before):] if text.startswith(before) else self.decode(ids[end - 1:end]))
+            before = text
+        return pieces
+
+    def is_text(self, token: int) -> bool:
+        """Whether a token carries words: neither special nor blank."""
+        return token not in self.special_ids and bool(self.decode([token]).strip())
+
+
+def text_only_layout(length: int) -> TokenLayout:
+    """The layout of a sample without video: prefix, then the last position."""
+    return TokenLayout.from_spans(length, length - 1, [], (length - 1, length - 1))
+
+
+def layout_after_video(ids: list[int], video_start: int, frame_sizes: list[int], turn_end: int,
+                       text: PromptText) -> TokenLayout:
+    """The layout of a prompt whose video (frames of ``frame_sizes`` tokens from ``video_start``)
+    is followed by the user's text, which ends where the user turn does (``turn_end``).
+
+    The question runs from the first word after the video to the last word before ``turn_end``;
+    its option spans ("A. ..." lines) are found in its text.
+    """
+    video_stop = video_start + sum(frame_sizes)
+    words = [i for i in range(video_stop, turn_end) if text.is_text(ids[i])]
+    start, stop = (words[0], words[-1] + 1) if words else (turn_end, turn_end)
+    options = option_spans(text.pieces(ids[start:stop])) if stop > start else []
+    return TokenLayout.from_spans(len(ids), video_start, frame_sizes, (start, stop),
+                                  [(start + first, start + last) for first, last in options])
+
+
+def first_after(ids: list[int], token_id: int, start: int) -> int:
+    """The first position of ``token_id`` from ``start`` on, or the last position if there is none."""
+    return next((i for i in range(start, len(ids) - 1) if ids[i] == token_id), len(ids) - 1)

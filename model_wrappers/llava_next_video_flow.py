@@ -1,0 +1,88 @@
+"""``llava_next_video_flow``: a LLaVA-NeXT-Video checkpoint through lmms-eval's generic
+``huggingface`` chat model, under an attention regime.
+
+lmms-eval 0.7.3 ships no wrapper that loads ``LlavaNextVideoForConditionalGeneration`` (its
+``llava_hf`` knows llava, llava_next and llava_onevision only), so this one subclasses the
+generic chat wrapper, which prompts with the checkpoint's chat template; ``lmms_eval_compat``
+makes that path load the model with its LM head and call the processor as transformers 5.23
+accepts.
+
+Frames: one sampled frame is one frame group, average-pooled to a fixed number of tokens (the
+vision tower's patch grid divided by ``spatial_pool_stride`` per side). The question is the
+user's text up to the `` ASSISTANT:`` that closes the prompt (Vicuna's template has no
+end-of-turn token).
+"""
+
+from __future__ import annotations
+
+from lmms_eval.models.chat.huggingface import Huggingface
+from transformers import LlavaNextVideoForConditionalGeneration
+
+from lmms_eval_flow.family_layout import PromptText, layout_after_video, row_ids, runs_of, text_only_layout
+from lmms_eval_flow.flow_model import FlowModel, checkpoint_config, lmms_eval_arguments, parse_flow_arguments
+from lmms_eval_flow.layout import TokenLayout
+from lmms_eval_flow.lmms_eval_compat import LmmsEvalProcessor, loading_with_lm_head
+from lmms_eval_flow.regimes import Regime
+from lmms_eval_flow.session import RegimeSession
+
+_LMMS_EVAL_ARGUMENTS = lmms_eval_arguments(Huggingface.__init__)
+ASSISTANT_PROMPT = "ASSISTANT:"
+
+
+def tokens_per_frame(config) -> int:
+    """The pooled tokens of one frame: the tower's patch grid divided by the pooling stride per side."""
+    side = config.vision_config.image_size // config.vision_config.patch_size
+    return (side // config.spatial_pool_stride) ** 2
+
+
+def assistant_prompt_start(ids: list[int], after: int, text: PromptText) -> int:
+    """Where the closing `` ASSISTANT:`` starts: the shortest tail of the prompt that reads so."""
+    for start in range(len(ids) - 1, after - 1, -1):
+        if text.decode(ids[start:]).strip() == ASSISTANT_PROMPT:
+            return start
+    raise ValueError(f"the prompt does not end with {ASSISTANT_PROMPT!r} (LLaVA-NeXT-Video's generation prompt), "
+                     "so its question cannot be found")
+
+
+def llava_next_video_layout(forward_kwargs: dict, row: int, *, video_token_id: int, frame_tokens: int,
+                            text: PromptText) -> TokenLayout:
+    """Token groups of one row: ``<video>`` positions are the frames, ``frame_tokens`` each."""
+    ids = row_ids(forward_kwargs, row)
+    runs = runs_of(ids, video_token_id)
+    if not runs:
+        return text_only_layout(len(ids))
+    if len(runs) > 1:
+        raise ValueError("attention regimes need at most one video per sample; this sample has several")
+    start, stop = runs[0]
+    frames, extra = divmod(stop - start, frame_tokens)
+    if extra:
+        raise ValueError(f"{stop - start} video tokens are not frames of {frame_tokens} tokens")
+    return layout_after_video(ids, start, [frame_tokens] * frames, assistant_prompt_start(ids, stop, text), text)
+
+
+def apply_regime(model: LlavaNextVideoForConditionalGeneration, tokenizer, regime: Regime,
+                 backend: str = "auto") -> RegimeSession:
+    """Put ``regime`` on a loaded LLaVA-NeXT-Video model."""
+    layout_args = dict(video_token_id=model.config.video_token_index, frame_tokens=tokens_per_frame(model.config),
+                       text=PromptText.of(tokenizer))
+    return RegimeSession(model, model.model.language_model.layers, regime,
+                         lambda forward_kwargs, row: llava_next_video_layout(forward_kwargs, row, **layout_args), backend)
+
+
+class LlavaNextVideoFlow(FlowModel, Huggingface):
+    """LLaVA-NeXT-Video with ``regime=full|effective|random|staged|temporal_exit`` and its parameters."""
+
+    is_simple = False
+
+    def __init__(self, pretrained: str, regime: str = "full", **kwargs) -> None:
+        config = checkpoint_config(pretrained, "llava_next_video_flow", "llava_next_video")
+        flow, kwargs = parse_flow_arguments("llava_next_video_flow", regime, config.text_config.num_hidden_layers,
+                                            kwargs, _LMMS_EVAL_ARGUMENTS)
+        if int(kwargs.get("batch_size", 1)) != 1:
+            raise ValueError(f"llava_next_video_flow runs batch_size=1 only (got {kwargs['batch_size']}): lmms-eval's "
+                             "huggingface chat path builds every prompt of a batch from its first request")
+        self.regime = flow.regime
+        with loading_with_lm_head():
+            super().__init__(pretrained=pretrained, **kwargs)
+        self.processor = LmmsEvalProcessor(self.processor)
+        self.start_regime(apply_regime(self.model, self.tokenizer, self.regime, flow.backend))

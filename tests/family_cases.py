@@ -1,0 +1,67 @@
+"""The four families beside Qwen2.5-VL, as the tests drive them: tiny checkpoint, model class,
+``apply_regime``, and processor inputs built the way each flow wrapper's lmms-eval path builds them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+from lmms_eval_flow.model_wrappers import llava_next_video_flow, llava_onevision_flow, qwen3_vl_flow, videollama3_flow
+from qwen_vl_utils import process_vision_info
+from transformers import (
+    LlavaNextVideoForConditionalGeneration,
+    LlavaOnevisionForConditionalGeneration,
+    Qwen3VLForConditionalGeneration,
+    VideoLlama3ForConditionalGeneration,
+)
+
+from lmms_eval_flow.lmms_eval_compat import LmmsEvalProcessor
+
+# Qwen3-VL frames of 64x64 pixels (its patches are 16 px): 2x2 tokens per temporal patch.
+QWEN3_VL_PIXELS = 64 * 64
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # the make-tiny-model family
+    model: str  # the lmms-eval model name
+    model_class: type
+    wrapper: ModuleType  # its apply_regime
+    depth: int
+    frames: int  # frame groups of an 8-frame clip
+    model_args: str  # small, CPU lmms-eval model args
+
+    def inputs(self, processor, video: str, questions: list[str]):
+        """Processor output for one clip per question, as the wrapper's lmms-eval path makes it."""
+        if self.name == "qwen3_vl":
+            return _qwen3_vl_inputs(processor, video, questions)
+        messages = [[{"role": "user", "content": [{"type": "video", "video": video}, {"type": "text", "text": q}]}]
+                    for q in questions]
+        texts = [processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages]
+        return LmmsEvalProcessor(processor)(text=texts, videos=[video] * len(questions), images=[], audios=[],
+                                            padding=True, padding_side="left", return_tensors="pt")
+
+
+def _qwen3_vl_inputs(processor, video: str, questions: list[str]):
+    """As lmms-eval's qwen3_vl chat model: system prompt, qwen_vl_utils frames, no resize."""
+    clip = {"type": "video", "video": video, "min_pixels": QWEN3_VL_PIXELS, "max_pixels": QWEN3_VL_PIXELS, "nframes": 8}
+    messages = [[{"role": "system", "content": [{"type": "text", "text": "You are a helpful assistant."}]},
+                 {"role": "user", "content": [clip, {"type": "text", "text": q}]}] for q in questions]
+    texts = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    _, videos, video_kwargs = process_vision_info(messages, return_video_kwargs=True, image_patch_size=16,
+                                                  return_video_metadata=True)
+    videos, metadata = zip(*videos)
+    return processor(text=texts, videos=list(videos), video_metadata=list(metadata), **video_kwargs, do_resize=False,
+                     padding=True, padding_side="left", return_tensors="pt")
+
+
+CPU = "device=cpu,device_map=cpu"
+FAMILIES = [
+    Family("llava_onevision", "llava_onevision_flow", LlavaOnevisionForConditionalGeneration, llava_onevision_flow,
+           28, 8, CPU),
+    Family("llava_next_video", "llava_next_video_flow", LlavaNextVideoForConditionalGeneration, llava_next_video_flow,
+           32, 8, CPU),
+    Family("videollama3", "videollama3_flow", VideoLlama3ForConditionalGeneration, videollama3_flow, 28, 8, CPU),
+    Family("qwen3_vl", "qwen3_vl_flow", Qwen3VLForConditionalGeneration, qwen3_vl_flow, 36, 4,
+           f"{CPU},max_pixels={QWEN3_VL_PIXELS},min_pixels={QWEN3_VL_PIXELS},max_num_frames=8"),
+]

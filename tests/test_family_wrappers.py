@@ -1,0 +1,156 @@
+"""The LLaVA-OneVision, LLaVA-NeXT-Video, VideoLLaMA3 and Qwen3-VL flow wrappers through lmms-eval:
+argument checks before loading, ``full`` answering as lmms-eval's own wrapper does, and every
+regime of every family through the real CLI with its edges in the results."""
+
+import json
+from pathlib import Path
+
+import pytest
+import transformers
+from conftest import TASKS_DIR
+from family_cases import FAMILIES, QWEN3_VL_PIXELS
+from lmms_eval.api.instance import Instance
+from lmms_eval.models.chat.huggingface import Huggingface
+from lmms_eval.models.chat.llava_hf import LlavaHf
+from lmms_eval.models.chat.qwen3_vl import Qwen3_VL
+from lmms_eval_flow.model_wrappers.llava_next_video_flow import LlavaNextVideoFlow
+from lmms_eval_flow.model_wrappers.llava_onevision_flow import LlavaOnevisionFlow
+from lmms_eval_flow.model_wrappers.qwen3_vl_flow import Qwen3_VLFlow
+from lmms_eval_flow.model_wrappers.videollama3_flow import VideoLLaMA3Flow
+from lmms_eval_flow.tasks.flow_synthetic import utils as flow_synthetic
+from transformers import AutoConfig
+
+from lmms_eval_flow import reply
+from lmms_eval_flow.lmms_eval_compat import LmmsEvalProcessor, loading_with_lm_head
+from lmms_eval_flow.regimes import build_regime
+from lmms_eval_flow.runner import run_lmms_eval_many
+
+REGIMES = ["full", "effective", "random", "staged", "temporal_exit"]
+DOCS = 3
+MAX_NEW_TOKENS = 4
+# The flow wrapper of each family and lmms-eval's chat wrapper it subclasses.
+WRAPPERS = {
+    "llava_onevision": (LlavaOnevisionFlow, LlavaHf),
+    "llava_next_video": (LlavaNextVideoFlow, Huggingface),
+    "videollama3": (VideoLLaMA3Flow, Huggingface),
+    "qwen3_vl": (Qwen3_VLFlow, Qwen3_VL),
+}
+ARGS = {"device": "cpu", "device_map": "cpu"}
+QWEN3_VL_ARGS = {"max_pixels": QWEN3_VL_PIXELS, "min_pixels": QWEN3_VL_PIXELS, "max_num_frames": 8}
+
+
+def lmms_eval_args(family: str) -> dict:
+    return {**ARGS, **(QWEN3_VL_ARGS if family == "qwen3_vl" else {})}
+
+
+@pytest.mark.parametrize("family", WRAPPERS)
+def test_bad_arguments_fail_before_the_model_loads(family, family_model_dir, tiny_model_dir, monkeypatch):
+    flow_class, _ = WRAPPERS[family]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model started loading before the arguments were checked")
+
+    monkeypatch.setattr(transformers.PreTrainedModel, "from_pretrained", classmethod(refuse))
+    model_dir = str(family_model_dir(family))
+    with pytest.raises(ValueError, match=r"regime='sparse' is not a regime"):
+        flow_class(pretrained=model_dir, regime="sparse", **ARGS)
+    with pytest.raises(ValueError, match=r"unknown model argument\(s\) croSS_frame for \w+_flow"):
+        flow_class(pretrained=model_dir, regime="effective", croSS_frame="6-15", **ARGS)
+    with pytest.raises(ValueError, match=rf"needs a \w+ checkpoint; {tiny_model_dir} is a qwen2_5_vl checkpoint"):
+        flow_class(pretrained=str(tiny_model_dir), regime="full", **ARGS)
+    if family == "qwen3_vl":
+        with pytest.raises(ValueError, match=r"exit_layer=2 is too early for Qwen3-VL"):
+            flow_class(pretrained=model_dir, regime="temporal_exit", exit_layer=2, **ARGS)
+    if WRAPPERS[family][1] is Huggingface:
+        with pytest.raises(ValueError, match=r"runs batch_size=1 only \(got 2\)"):
+            flow_class(pretrained=model_dir, regime="full", batch_size=2, **ARGS)
+
+
+@pytest.mark.parametrize("family, ranges, source", [
+    ("llava_onevision", ("1-15", "6-20", "21-28"), "VideoLLaMA3-7B (Qwen2.5-7B LM)"),
+    ("llava_next_video", ("6-15", "6-20", "16-25"), "LLaVA-NeXT-7B video"),
+    ("videollama3", ("1-15", "6-20", "21-28"), "VideoLLaMA3-7B (Qwen2.5-7B LM)"),
+    ("qwen3_vl", ("6-15", "6-20", "16-25"), "LLaVA-NeXT-7B video"),  # 36 layers: 32 and 40 tie, the shallower wins
+])
+def test_default_effective_ranges_are_those_of_the_closest_published_depth(family, ranges, source, family_model_dir):
+    depth = AutoConfig.from_pretrained(family_model_dir(family)).text_config.num_hidden_layers
+    settings = build_regime("effective", depth).settings
+    assert (settings["cross_frame"], settings["video_question"], settings["question_last"]) == ranges
+    assert settings["ranges_from"] == source
+
+
+def flow_synthetic_docs() -> list[dict]:
+    lines = (TASKS_DIR / "flow_synthetic" / "test.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines[:DOCS]]
+
+
+def answer(model, docs: list[dict]) -> list:
+    """The model's replies to ``docs`` of flow_synthetic, asked as lmms-eval asks a chat model."""
+    kwargs = {"pre_prompt": "", "post_prompt": flow_synthetic.DEFAULT_POST_PROMPT}
+
+    def messages(doc):
+        return flow_synthetic.doc_to_messages(doc, kwargs)
+
+    model.task_dict = {"flow_synthetic": {"test": docs}}
+    return model.generate_until([
+        Instance(request_type="generate_until", idx=0,
+                 arguments=("", messages, {"max_new_tokens": MAX_NEW_TOKENS, "temperature": 0}, i, "flow_synthetic", "test"),
+                 metadata={"task": "flow_synthetic", "doc_id": i, "repeats": 1})
+        for i in range(len(docs))
+    ])
+
+
+@pytest.mark.parametrize("family", WRAPPERS)
+def test_full_answers_as_lmms_eval_own_wrapper(family, family_model_dir, monkeypatch):
+    """lmms-eval's wrapper against the flow wrapper under ``regime=full``; where lmms-eval's needs
+    them to run on transformers 5.23, with the same fixes the flow wrapper makes (lmms_eval_compat)."""
+    monkeypatch.setattr(reply, "_flow_model_loaded", False)  # restored after: other tests score plain replies
+    flow_class, upstream_class = WRAPPERS[family]
+    model_dir, args = str(family_model_dir(family)), lmms_eval_args(family)
+    docs = flow_synthetic_docs()
+    with loading_with_lm_head():
+        upstream = upstream_class(pretrained=model_dir, **args)
+    if upstream_class is LlavaHf:
+        upstream._image_processor = LmmsEvalProcessor(upstream._image_processor)
+    if upstream_class is Huggingface:
+        upstream.processor = LmmsEvalProcessor(upstream.processor)
+    expected = [r.text for r in answer(upstream, docs)]
+    replies = answer(flow_class(pretrained=model_dir, regime="full", **args), docs)
+    assert [r.text for r in replies] == expected and all(expected)
+    assert all(r.text.edges == r.text.full_edges > 0 for r in replies)
+
+
+@pytest.fixture(scope="module")
+def regime_runs(family_model_dir, tmp_path_factory) -> dict:
+    """Every regime of every family through the lmms-eval CLI, in one lmms-eval process."""
+    out = tmp_path_factory.mktemp("family_runs")
+    cases = [(family, regime) for family in FAMILIES for regime in REGIMES]
+    runs = [{"model": family.model, "model_args": f"pretrained={family_model_dir(family.name)},regime={regime},"
+             f"{family.model_args}", "tasks": "flow_synthetic", "include_path": TASKS_DIR,
+             "output_path": out / f"{family.name}_{regime}", "limit": DOCS,
+             "gen_kwargs": f"max_new_tokens={MAX_NEW_TOKENS}"} for family, regime in cases]
+    results = run_lmms_eval_many(runs, Path(out) / "runs.yaml")
+    return {(family.name, regime): result for (family, regime), result in zip(cases, results)}
+
+
+@pytest.mark.parametrize("regime", REGIMES)
+@pytest.mark.parametrize("family", [family.name for family in FAMILIES])
+def test_every_regime_runs_through_the_cli_and_reports_edges(regime_runs, family, regime):
+    results, samples = regime_runs[(family, regime)]
+    metrics, lines = results["results"]["flow_synthetic"], samples["flow_synthetic"]
+    assert len(lines) == DOCS
+    for name in ("attention_edges", "attention_kept"):
+        assert metrics[f"{name},none"] == pytest.approx(sum(s[name] for s in lines) / len(lines))
+    if regime == "full":
+        assert all(s["attention_kept"] == 1.0 for s in lines)
+    else:
+        assert all(0 < s["attention_kept"] < 1 and s["attention_edges"] > 0 for s in lines)
+    assert results["config"]["model_args"].count(f"regime={regime}") == 1
+
+
+@pytest.mark.parametrize("family", [family.name for family in FAMILIES])
+def test_random_blocks_as_many_edges_as_effective_per_sample(regime_runs, family):
+    def edges(regime):
+        return {s["doc_id"]: s["attention_edges"] for s in regime_runs[(family, regime)][1]["flow_synthetic"]}
+
+    assert edges("random") == edges("effective")
