@@ -17,7 +17,8 @@ from .attention import BatchPlan
 
 
 def _take(tensor: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    """Positions ``kept`` [B, M] of a [B, N, ...] tensor."""
+    """Positions ``kept`` [B, M] of a [B, N, ...] tensor (or of a [1, N, ...] one shared by the batch)."""
+    tensor = tensor.expand(len(kept), *tensor.shape[1:])
     index = kept.to(tensor.device).view(*kept.shape, *([1] * (tensor.dim() - 2)))
     return tensor.gather(1, index.expand(-1, -1, *tensor.shape[2:]))
 
