@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import atomic_write_text
 from .knockout import SweepFolder, selected_docs, summarize
 from .layers import format_layer_range
 from .layout import Segment, TokenLayout
@@ -82,8 +83,7 @@ def write_ranges_file(path: str | Path, ranges: dict[str, str], depth: int, prov
     """The file ``ranges=FILE`` reads (regimes.read_ranges_file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**ranges, "depth": depth, "provenance": provenance}, indent=2) + "\n")
-    return path
+    return atomic_write_text(path, json.dumps({**ranges, "depth": depth, "provenance": provenance}, indent=2) + "\n")
 
 
 def kept_edges(ranges_file: Path, depth: int, layouts: list[TokenLayout]) -> tuple[int, int]:

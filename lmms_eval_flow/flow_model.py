@@ -1,28 +1,65 @@
 """What every flow model wrapper shares, whatever the family: regime arguments checked before
-the model loads, and replies that carry their sample's attention edges.
+the model loads, replies that carry their sample's attention edges, samples that fail one by
+one instead of ending the run, and runs that resume where they were interrupted.
 
 A family wrapper subclasses ``FlowModel`` and lmms-eval's own wrapper for that family
 (``class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL)``), calls ``parse_flow_arguments`` first in its
 ``__init__``, loads through lmms-eval, then calls ``start_regime`` with a ``RegimeSession`` built
 on the loaded model with the family's layout function.
+
+How generation is followed. lmms-eval's chat wrappers build each prompt from the request's
+``doc_to_messages`` right before running it, run a batch (one prefill), and report each answer
+through ``self.cache_hook.add_partial``, all in the same order. Wrapping ``doc_to_messages`` and
+taking that hook tells which request every prefill plan and every answer belongs to, as it
+happens: the edges go with their answer, and under ``--use_cache`` each answer reaches the edge
+ledger (``ledger.py``) before the next runs.
+
+A bad video is refused when lmms-eval builds its prompt (``sample_checks``), not in a pass
+before generation: that would build every prompt twice, and out of the order in which callers
+that track ``doc_to_messages`` themselves (the analysis tools' probe) pair prompts with outputs.
+A video over ``video_token_budget`` is refused at its prefill, before the text decoder runs,
+where its token count is exact for every family. The refused sample stops lmms-eval's call;
+the requests not yet answered go into the next one. An error that names no sample is pinned
+on one by running the prompts it may have come from one at a time. A failed sample gets an
+empty reply carrying the reason, which the tasks score as wrong and report in ``failed_samples``.
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, replace
+import os
+from dataclasses import dataclass, field, replace
 
-from lmms_eval.api.instance import GenerationResult, Instance
+from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
+from lmms_eval.api.model import CacheHook
+from lmms_eval.utils import simple_parse_args_string
 from loguru import logger
+from transformers import AutoConfig
 
+from .attention import ACTIVE_BATCH
+from .ledger import EdgeLedger, asked_by_response_cache, cacheable, doc_key, request_key
+from .plan import SamplePlan
 from .regimes import PARAMETERS, Regime, build_regime
 from .reply import FlowReply, note_flow_model_loaded
+from .sample_checks import MIN_FRAMES, SampleFailure, check_sample, describe, failure_message
 from .session import BACKENDS, RegimeSession
+
+# Model arguments of the run rather than of the model, taken out by ``create_from_arg_string``.
+RUN_OPTIONS = ("strict", "video_token_budget", "min_frames", "edge_ledger")
 
 
 def lmms_eval_arguments(upstream_init) -> tuple[str, ...]:
     """The named arguments of an lmms-eval wrapper's ``__init__``."""
     return tuple(p for p in inspect.signature(upstream_init).parameters if p not in ("self", "args", "kwargs"))
+
+
+def checkpoint_config(pretrained: str, model_name: str, model_type: str):
+    """The checkpoint's config (for its depth, before the weights load), checked to be of the
+    family's ``model_type``: lmms-eval's generic wrappers would load another family silently."""
+    config = AutoConfig.from_pretrained(pretrained)
+    if config.model_type != model_type:
+        raise ValueError(f"{model_name} needs a {model_type} checkpoint; {pretrained} is a {config.model_type} checkpoint")
+    return config
 
 
 @dataclass(frozen=True)
@@ -38,15 +75,108 @@ def parse_flow_arguments(model_name: str, regime: str, depth: int, kwargs: dict,
     """
     regime_args = {key: kwargs.pop(key) for key in PARAMETERS if key in kwargs}
     backend = kwargs.pop("attention_backend", "auto")
+    misplaced = [key for key in RUN_OPTIONS if key in kwargs]
+    if misplaced:
+        raise ValueError(f"{', '.join(misplaced)} are options of an lmms-eval run: give them in --model_args "
+                         f"(read by {model_name}.create_from_arg_string), or set the model's run_options")
     unknown = sorted(set(kwargs) - set(upstream_arguments))
     if unknown:
         raise ValueError(
             f"unknown model argument(s) {', '.join(unknown)} for {model_name}; valid: regime, attention_backend, "
-            f"{', '.join(PARAMETERS)} and lmms-eval's arguments {', '.join(upstream_arguments)}"
+            f"{', '.join(PARAMETERS)}, the run options {', '.join(RUN_OPTIONS)} and lmms-eval's arguments "
+            f"{', '.join(upstream_arguments)}"
         )
     if backend not in BACKENDS:
         raise ValueError(f"attention_backend={backend!r} is not valid; valid: {', '.join(BACKENDS)}")
     return FlowArguments(build_regime(regime, depth, **regime_args), backend), kwargs
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run treats samples that cannot run, and where it keeps its edge ledger.
+
+    ``strict``: stop at the first failed sample (default: score it as wrong and go on);
+    ``video_token_budget``: fail a sample whose video has more tokens (default: no limit);
+    ``min_frames``: fail a video with fewer frames (default 2); ``edge_ledger``: the folder of
+    the ledger that resumes interrupted ``--use_cache`` runs (default under ``$HF_HOME``).
+    """
+
+    strict: bool = False
+    video_token_budget: int | None = None
+    min_frames: int = MIN_FRAMES
+    edge_ledger: str | None = None
+
+    @classmethod
+    def take(cls, arguments: dict) -> "RunOptions":
+        """Take the run options out of parsed ``--model_args``, checked."""
+        given = {key: arguments.pop(key) for key in RUN_OPTIONS if key in arguments}
+        strict = given.get("strict", False)
+        if not isinstance(strict, bool):
+            raise ValueError(f"strict={strict!r} is not valid; valid: true, false")
+        budget = given.get("video_token_budget")
+        if budget is not None and not _is_count(budget):
+            raise ValueError(f"video_token_budget={budget!r} is not valid: give the most video tokens a sample "
+                             f"may have, a whole number of at least 1")
+        min_frames = given.get("min_frames", MIN_FRAMES)
+        if not _is_count(min_frames):
+            raise ValueError(f"min_frames={min_frames!r} is not valid: give the fewest frames a video may have, "
+                             f"a whole number of at least 1")
+        ledger = given.get("edge_ledger")
+        return cls(strict, budget, min_frames, None if ledger is None else str(ledger))
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+@dataclass
+class _Attempt:
+    """One call into lmms-eval's generation, as followed through its hooks."""
+
+    built: list[int] = field(default_factory=list)  # requests whose prompts were built, in order
+    plans: dict[int, SamplePlan] = field(default_factory=dict)  # the prefill plan of each request run
+    answered: set[int] = field(default_factory=set)
+    failures: dict[int, str] = field(default_factory=dict)  # why a request cannot be answered
+    steps: int = 0  # forward passes of the batch being generated: one per generated token
+
+    def next_to_answer(self) -> int:
+        """Answers come in the order the prompts were built."""
+        waiting = [index for index in self.built if index not in self.answered]
+        if not waiting:
+            raise PairingError("an answer came for no prompt built; cannot pair answers with docs")
+        return waiting[0]
+
+
+class _AnswerHook(CacheHook):
+    """lmms-eval's per-answer hook (``cache_hook``), which its chat wrappers call once per
+    answer, in the order they built the prompts; it hands each answer to the flow model."""
+
+    def __init__(self, model: "FlowModel"):
+        super().__init__(None)
+        self.model = model
+
+    def add_partial(self, attr, request, answer) -> None:
+        self.model._answered(answer)
+
+
+class RunError(RuntimeError):
+    """An error that ends the run rather than one sample."""
+
+
+class PairingError(RunError):
+    """Prompts, prefills and answers did not line up: a family wrapper's fault, not a sample's."""
+
+
+class FailedSampleError(RunError):
+    """``strict=true``: the run stops at the first sample that cannot run; the message names it."""
+
+
+class LedgerError(RunError):
+    """The edge ledger cannot be written: no answer may go unrecorded under ``--use_cache``."""
+
+
+class VideoTokenBudgetExceeded(RuntimeError):
+    """Raised at a prefill to stop it; the samples over the budget are recorded as failed."""
 
 
 class FlowModel:
@@ -54,40 +184,202 @@ class FlowModel:
 
     regime: Regime
     session: RegimeSession
+    run_options: RunOptions = RunOptions()
+    ledger: EdgeLedger | None = None  # set when lmms-eval builds the model (create_from_arg_string)
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
+        """How lmms-eval builds a model from ``--model_args``: the run options are taken out and
+        checked before any weights load, the family's wrapper gets the rest (as lmms-eval's own
+        ``create_from_arg_string`` gives them), and the arguments name the run's edge ledger."""
+        arguments = simple_parse_args_string(arg_string)
+        extra = {key: value for key, value in (additional_config or {}).items() if value is not None}
+        everything = {**arguments, **extra}
+        options = RunOptions.take(arguments)
+        model = cls(**arguments, **extra)
+        model.run_options = options
+        rank = int(os.environ.get("RANK", model.rank))  # the global rank, as lmms-eval's evaluator reads it
+        model.ledger = EdgeLedger.for_model(cls.__name__, everything, options.edge_ledger, rank)
+        note_flow_model_loaded(model.ledger)
+        return model
 
     def start_regime(self, session: RegimeSession) -> None:
         """Run from now on under ``session`` (the family's ``apply_regime`` on the loaded model)."""
         self.session = session
-        self._docs_run: list[tuple[str, int]] = []
+        self._attempt: _Attempt | None = None
+        self.cache_hook = _AnswerHook(self)
+        self.model.get_decoder().register_forward_pre_hook(self._before_decoder)
         note_flow_model_loaded()
         logger.info(f"{type(self).__name__}: regime {self.regime.describe()}")
 
     def generate_until(self, requests: list[Instance]) -> list[GenerationResult]:
-        """lmms-eval's generation, with each reply carrying its sample's attention edges.
+        """lmms-eval's generation, with each reply carrying its sample's attention edges, or,
+        for a sample that cannot run, the reason (``FlowReply.failure``).
 
-        lmms-eval builds every prompt from ``doc_to_messages`` right before that prompt's
-        forward, in batch order; noting which doc each call was for pairs every prefill's
-        plan with its request.
+        Under lmms-eval's response cache, a request answered before an interruption is answered
+        from the edge ledger, and every new answer is added to it as soon as it is made.
         """
-        self._docs_run.clear()
-        self.session.take_records()
-        results = super().generate_until([self._tracked(request) for request in requests])
-        plans = self.session.take_records()
-        if len(plans) != len(self._docs_run):
-            raise RuntimeError(f"ran {len(plans)} prefills for {len(self._docs_run)} prompts; cannot pair edges with docs")
-        plan_of = dict(zip(self._docs_run, plans))
-        return [_with_edges(result, plan_of[(r.task_name, r.doc_id)]) for result, r in zip(results, requests)]
+        self._requests = requests
+        self._replies: list[GenerationResult | None] = [None] * len(requests)
+        self._videos: dict[int, list] = {}
+        resuming = self.ledger is not None and asked_by_response_cache()
+        self._ledger_keys = {i: self._ledger_key(r) for i, r in enumerate(requests)} if resuming else {}
+        self._answer_from_ledger()
+        pending = [i for i, reply in enumerate(self._replies) if reply is None]
+        while pending:  # each pass answers or fails at least one request
+            self._run(pending)
+            pending = [i for i in pending if self._replies[i] is None]
+        return self._replies
 
-    def _tracked(self, request: Instance) -> Instance:
+    # -- the edge ledger --------------------------------------------------------------------
+    def _ledger_key(self, request: Instance) -> tuple[str, str, str] | None:
+        context, _, gen_kwargs, doc_id, task, split = request.args
+        if not cacheable(gen_kwargs):
+            return None  # sampled replies are not reused, as lmms-eval caches none
+        return task, doc_key(self.task_dict[task][split][doc_id]), request_key(context, gen_kwargs)
+
+    def _answer_from_ledger(self) -> None:
+        served = 0
+        for index, key in self._ledger_keys.items():
+            record = key and self.ledger.reply_for(*key)
+            if record:
+                reply = FlowReply(record["reply"], record["edges"], record["full_edges"])
+                self._replies[index] = GenerationResult(text=reply, token_counts=None)
+                served += 1
+        if served:
+            logger.info(f"edge ledger {self.ledger.directory}: {served} of {len(self._requests)} requests were "
+                        f"answered before the run was interrupted; they are not run again")
+
+    # -- one call into lmms-eval's generation -----------------------------------------------
+    def _run(self, indices: list[int]) -> None:
+        """Generate the replies of ``indices`` through lmms-eval; a sample that fails is pinned
+        down and recorded, and the others of the call are left for the next one."""
+        attempt = self._attempt = _Attempt()
+        self.session.take_records()
+        try:
+            results = super().generate_until([self._tracked(self._requests[i], i) for i in indices])
+        except RunError:
+            raise
+        except Exception as error:
+            self._after_error(indices, attempt, error)
+            return
+        finally:
+            self._attempt = None
+        for index, result in zip(indices, results):
+            reply = self._replies[index]
+            if reply is None:
+                raise PairingError(f"{type(self).__name__} answered request {index} without reporting the answer "
+                                   f"through cache_hook.add_partial, so its edges cannot be paired with it")
+            if reply.text.failure is None:
+                if str(reply.text) != str(result.text):
+                    raise PairingError(f"{type(self).__name__} returned {result.text!r} but reported "
+                                       f"{str(reply.text)!r} through cache_hook.add_partial")
+                self._replies[index] = GenerationResult(text=reply.text, token_counts=result.token_counts)
+
+    def _after_error(self, indices: list[int], attempt: _Attempt, error: Exception) -> None:
+        """Record the failures an error came from; one that names no sample is pinned down by
+        running the prompts it may have come from one at a time."""
+        if attempt.answered:
+            logger.warning(f"{describe(error)} ended a generation call after {len(attempt.answered)} answers: their "
+                           f"replies, edges and token counts are kept, lmms-eval's throughput summary leaves them out")
+        known = [i for i in attempt.failures if i not in attempt.answered]
+        for index in known:
+            self._fail(index, attempt.failures[index])
+        if known:
+            return  # the call's other requests go into the next call
+        if len(indices) == 1:
+            self._fail(indices[0], f"generation failed ({describe(error)})")
+            return
+        suspects = [i for i in attempt.built if i not in attempt.answered]
+        for index in suspects or [i for i in indices if self._replies[i] is None]:
+            self._run([index])
+
+    def _tracked(self, request: Instance, index: int) -> Instance:
+        """The request with its ``doc_to_messages`` wrapped: note the prompt being built and
+        refuse a sample whose video cannot run."""
         context, doc_to_messages, gen_kwargs, doc_id, task, split = request.args
 
         def messages(doc, **kwargs):
-            self._docs_run.append((task, doc_id))
-            return doc_to_messages(doc, **kwargs)
+            attempt = self._attempt
+            attempt.built.append(index)
+            try:
+                built = doc_to_messages(doc, **kwargs)
+            except Exception as error:  # e.g. a benchmark's video lookup naming the paths it tried
+                reason = f"its prompt could not be built ({describe(error)})"
+            else:
+                self._videos[index], reason = check_sample(built, self.run_options.min_frames)
+            if reason:
+                attempt.failures[index] = reason
+                raise SampleFailure(reason, index)
+            return built
 
         return replace(request, arguments=(context, messages, gen_kwargs, doc_id, task, split))
 
+    # -- hooks: prefill plans and answers ---------------------------------------------------
+    def _claim_plans(self) -> None:
+        """Give the prefills run since the last call their requests: a prefill's rows are the
+        last prompts built that have no plan yet."""
+        attempt, plans = self._attempt, self.session.take_records()
+        if not plans:
+            return
+        waiting = [i for i in attempt.built if i not in attempt.plans and i not in attempt.answered]
+        if len(plans) > len(waiting):
+            raise PairingError(f"ran {len(plans)} prefills for {len(waiting)} prompts; cannot pair edges with docs")
+        attempt.plans.update(zip(waiting[len(waiting) - len(plans):], plans))
 
-def _with_edges(result, plan) -> GenerationResult:
-    text, counts = (result.text, result.token_counts) if isinstance(result, GenerationResult) else (result, None)
-    return GenerationResult(text=FlowReply(text, plan.edges, plan.full_edges), token_counts=counts)
+    def _before_decoder(self, module, args) -> None:
+        """Before each forward pass of the text decoder: count the batch's generated tokens
+        (as lmms-eval counts them: one per pass, padding included), and at the prefill refuse a
+        batch with a video over ``video_token_budget``."""
+        attempt, batch = self._attempt, ACTIVE_BATCH.get()
+        if attempt is None or batch is None:
+            return
+        if not batch.prefill:
+            attempt.steps += 1
+            return
+        attempt.steps = 1
+        self._claim_plans()
+        budget = self.run_options.video_token_budget
+        if budget is None:
+            return
+        tokens_of = {i: plan.layout.size("video") for i, plan in attempt.plans.items()
+                     if any(plan is row for row in batch.plans)}  # the requests of this batch
+        over = {i: tokens for i, tokens in tokens_of.items() if tokens > budget}
+        for index, tokens in over.items():
+            attempt.failures[index] = f"its video has {tokens:,} tokens, over video_token_budget={budget:,}"
+        if over:
+            raise VideoTokenBudgetExceeded(f"{len(over)} sample(s) of this batch exceed video_token_budget={budget}")
+
+    def _answered(self, text: str) -> None:
+        """lmms-eval's wrapper has an answer: pair it with its request and plan."""
+        attempt = self._attempt
+        if attempt is None:
+            return  # a generation outside generate_until: nothing to pair
+        self._claim_plans()
+        index = attempt.next_to_answer()
+        attempt.answered.add(index)
+        plan = attempt.plans.get(index)
+        failure = attempt.failures.get(index)
+        if failure is None and plan is None:
+            failure = f"{type(self).__name__} answered without running the model (an error it caught and logged)"
+        if failure is not None:
+            self._fail(index, failure)  # lmms-eval's wrapper went on after an error in its generation
+            return
+        reply = FlowReply(text, plan.edges, plan.full_edges)
+        self._replies[index] = GenerationResult(text=reply, token_counts=TokenCounts(output_tokens=attempt.steps))
+        key = self._ledger_keys.get(index)
+        if key:
+            task, doc, request = key
+            try:
+                self.ledger.append(task, self._requests[index].doc_id, doc, request, reply, plan.edges, plan.full_edges)
+            except OSError as error:
+                raise LedgerError(f"cannot write the edge ledger in {self.ledger.directory} ({describe(error)}); "
+                                  f"give a writable folder with edge_ledger=DIR") from error
+
+    def _fail(self, index: int, reason: str) -> None:
+        request = self._requests[index]
+        message = failure_message(request.task_name, request.doc_id, self._videos.get(index), reason)
+        if self.run_options.strict:
+            raise FailedSampleError(message)
+        logger.error(f"failed sample, scored as wrong: {message}")
+        self._replies[index] = GenerationResult(text=FlowReply.failed(message), token_counts=None)

@@ -36,6 +36,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from .atomic import atomic_write_text
 from .layers import format_layer_range
 from .layout import QUERY, TokenLayout
 from .regimes import Regime, Rule
@@ -178,12 +179,12 @@ class SweepFolder:
             settings = {**previous, "pathways": list(dict.fromkeys(previous["pathways"] + list(pathways)))}
         else:
             settings = {**settings, "pathways": list(pathways)}
-        self.settings_path.write_text(json.dumps(settings, indent=2) + "\n")
+        atomic_write_text(self.settings_path, json.dumps(settings, indent=2) + "\n")
         return settings
 
     def record(self, **facts) -> None:
         """Add what is known once the model is loaded (its depth, its regime) to the settings."""
-        self.settings_path.write_text(json.dumps({**self.settings(), **facts}, indent=2) + "\n")
+        atomic_write_text(self.settings_path, json.dumps({**self.settings(), **facts}, indent=2) + "\n")
 
     def base(self) -> pd.DataFrame:
         return pd.read_csv(self.base_path) if self.base_path.exists() else pd.DataFrame(columns=BASE_COLUMNS)
@@ -276,7 +277,7 @@ def write_summary(folder: SweepFolder, samples: str) -> pd.DataFrame:
     """``summary.csv`` and ``knockout.png`` from everything the folder holds."""
     settings = folder.settings()
     summary = summarize(folder.base(), folder.knocked(), samples)
-    summary.to_csv(folder.summary_path, index=False)
+    atomic_write_text(folder.summary_path, summary.to_csv(index=False))
     docs = int(summary["docs"].max()) if len(summary) else 0
     which = "correctly answered docs" if samples == "correct" else "docs"
     title = f"{settings['model']} on {settings['task']}: knockout windows of {settings['window']} layers, {docs} {which}"

@@ -4,59 +4,94 @@ lmms-eval hands each model reply, as text, through its evaluator to the task's
 ``process_results(doc, results)``; it has no other per-sample channel from model to
 scorer. A ``FlowReply`` is that text with the sample's edge counts attached, so every
 flow task reports accuracy and attention edges side by side with no change to the harness,
-on every rank of a distributed run.
+on every rank of a distributed run. The reply of a sample that could not run is empty and
+carries the reason instead (``failure``), reported by the tasks as ``failed_samples``.
 """
 
 from __future__ import annotations
 
 
 class FlowReply(str):
-    """Reply text plus the attention edges its prefill used (summed over layers)."""
+    """Reply text plus the attention edges its prefill used (summed over layers), or, for a
+    sample that could not run, an empty reply with the ``failure`` that says why."""
 
     edges: int
     full_edges: int
+    failure: str | None
 
-    def __new__(cls, text: str, edges: int, full_edges: int) -> "FlowReply":
+    def __new__(cls, text: str, edges: int, full_edges: int, failure: str | None = None) -> "FlowReply":
         reply = super().__new__(cls, text)
         reply.edges = int(edges)
         reply.full_edges = int(full_edges)
+        reply.failure = failure
         return reply
+
+    @classmethod
+    def failed(cls, failure: str) -> "FlowReply":
+        """The reply of a sample that did not run: scored as wrong, with no edges."""
+        return cls("", 0, 0, failure)
 
     def strip(self, chars: str | None = None) -> "FlowReply":
         """lmms-eval strips every reply before scoring; keep the counts through it."""
-        return FlowReply(str.strip(self, chars), self.edges, self.full_edges)
+        return FlowReply(str.strip(self, chars), self.edges, self.full_edges, self.failure)
 
     def __reduce__(self):
-        return FlowReply, (str(self), self.edges, self.full_edges)
+        return FlowReply, (str(self), self.edges, self.full_edges, self.failure)
 
     @property
     def kept(self) -> float:
         return self.edges / self.full_edges if self.full_edges else 0.0
 
 
-# Set when a flow model is loaded in this process: from then on every reply must carry its counts.
+# Set when a flow model is loaded in this process: from then on every reply must carry its counts,
+# or be found in the model's edge ledger (a reply lmms-eval's response cache served as text).
 _flow_model_loaded = False
+_edge_ledger = None
 
 
-def note_flow_model_loaded() -> None:
-    global _flow_model_loaded
+def note_flow_model_loaded(edge_ledger=None) -> None:
+    global _flow_model_loaded, _edge_ledger
     _flow_model_loaded = True
+    _edge_ledger = edge_ledger or _edge_ledger
 
 
-def attention_metrics(reply: str) -> dict[str, float]:
+def attention_metrics(reply: str, doc: dict | None = None) -> dict[str, float | None]:
     """The edge metrics of one reply, or none when the model does not report them.
 
     A model without attention regimes (lmms-eval's own wrappers) returns plain text; its
-    results then carry accuracy alone rather than a made-up edge count. A flow model's reply
-    that arrives as plain text lost its counts on the way (a filter or reasoning-tag stripping
-    rewrote it): that is an error, not a sample to leave out of the mean.
+    results then carry accuracy alone rather than a made-up edge count. A failed sample ran no
+    attention: its edges are None, left out of the edge means (``task_utils.mean_of_scored``).
+    A flow model's reply that arrives as plain text was either served by lmms-eval's response
+    cache (``--use_cache``), and its edges are in the model's edge ledger under ``doc``, or lost
+    its counts on the way (a filter or reasoning-tag stripping rewrote it): that is an error,
+    not a sample to leave out of the mean.
     """
     if isinstance(reply, FlowReply):
+        if reply.failure is not None:
+            return {"attention_edges": None, "attention_kept": None}
         return {"attention_edges": reply.edges, "attention_kept": reply.kept}
-    if _flow_model_loaded:
-        raise ValueError(
-            f"reply {str(reply)[:60]!r} reached the scorer without its attention-edge counts: something between "
-            "the model and process_results rewrote it (a task filter, or --reasoning_tags; flow tasks set "
-            "reasoning_tags: none and strip reasoning blocks in their own parser)"
-        )
-    return {}
+    if not _flow_model_loaded:
+        return {}
+    if _edge_ledger is not None and doc is not None:
+        from .ledger import doc_key, scoring_task
+
+        edges, full_edges = _edge_ledger.edges_for(scoring_task(), doc_key(doc), str(reply))
+        return {"attention_edges": edges, "attention_kept": edges / full_edges if full_edges else 0.0}
+    raise ValueError(
+        f"reply {str(reply)[:60]!r} reached the scorer without its attention-edge counts: something between "
+        "the model and process_results rewrote it (a task filter, or --reasoning_tags; flow tasks set "
+        "reasoning_tags: none and strip reasoning blocks in their own parser), or lmms-eval's response cache "
+        "served it and the scorer was not given the doc to look its edges up in the edge ledger"
+    )
+
+
+def failure_of(reply: str) -> str | None:
+    """Why the sample of this reply could not run, or None when it ran."""
+    return getattr(reply, "failure", None)
+
+
+def flow_metrics(reply: str, doc: dict | None = None) -> dict:
+    """What a flow model adds to a doc's metrics: the attention edges and ``failed_samples``
+    (why the sample could not run, or None); nothing for a model without attention regimes."""
+    edges = attention_metrics(reply, doc)
+    return {**edges, "failed_samples": failure_of(reply)} if edges else {}

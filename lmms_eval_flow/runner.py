@@ -44,10 +44,30 @@ def run_lmms_eval(model: str, model_args: str, tasks: str, include_path: Path, o
     output_path = Path(output_path)
     command, env = lmms_eval_command(model, model_args, tasks, include_path, output_path, *extra, processes=processes)
     run = subprocess.run(command, env=env, capture_output=quiet, text=True)
-    found = sorted(output_path.rglob("*_results.json"), key=lambda p: p.stat().st_mtime)
     log = f"\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}" if quiet else ""
-    if run.returncode != 0 or not found:
-        raise LmmsEvalFailed(f"lmms-eval exited {run.returncode} without results in {output_path}:{log}")
+    return read_results(output_path, tasks, run.returncode, log)
+
+
+def run_lmms_eval_many(runs: list[dict], config_path: Path) -> list[tuple[dict, dict[str, list[dict]]]]:
+    """Several lmms-eval runs in one process (its ``--config`` YAML list), paying its start-up once.
+
+    Each run is a dict of lmms-eval arguments (``model``, ``model_args``, ``tasks``,
+    ``include_path``, ``output_path``, and e.g. ``limit``, ``gen_kwargs``); returns what
+    ``run_lmms_eval`` returns, per run, in order.
+    """
+    runs = [{"log_samples": True, "batch_size": 1, **run, "include_path": str(run["include_path"]),
+             "output_path": str(run["output_path"])} for run in runs]
+    Path(config_path).write_text(json.dumps(runs))  # JSON is YAML
+    run = subprocess.run([sys.executable, "-m", "lmms_eval", "--config", str(config_path)], capture_output=True, text=True)
+    log = f"\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
+    return [read_results(Path(r["output_path"]), r["tasks"], run.returncode, log) for r in runs]
+
+
+def read_results(output_path: Path, tasks: str, returncode: int, log: str) -> tuple[dict, dict[str, list[dict]]]:
+    """The results JSON and the logged samples of each task that a run wrote to ``output_path``."""
+    found = sorted(output_path.rglob("*_results.json"), key=lambda p: p.stat().st_mtime)
+    if returncode != 0 or not found:
+        raise LmmsEvalFailed(f"lmms-eval exited {returncode} without results in {output_path}:{log}")
     results = json.loads(found[-1].read_text())
     missing = [task for task in tasks.split(",") if task not in results["results"]]
     if missing:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from .reply import attention_metrics
+from .reply import failure_of, flow_metrics
 
 DATA_DIR_VARIABLE = "LMMS_EVAL_FLOW_DATA_DIR"
 
@@ -171,21 +171,36 @@ def metric_name(category) -> str:
     return re.sub(r"[^0-9a-z]+", "_", str(category).lower()).strip("_")
 
 
-def score(correct: bool, reply: str, category=None, categories=()) -> dict:
-    """One doc's metrics: ``accuracy``, per-category accuracies and the reply's attention edges.
+def score(correct: bool, reply: str, category=None, categories=(), doc: dict | None = None) -> dict:
+    """One doc's metrics: ``accuracy``, per-category accuracies and, from a flow model, the reply's
+    attention edges and ``failed_samples`` (why the sample could not run, or None).
 
     Every doc reports every ``accuracy_<category>`` key, ``None`` for the categories it is not
     in, so each metric has one entry per doc (lmms-eval reads a task's sample count off its
-    metrics) and ``mean_of_scored`` averages only the docs of that category.
+    metrics) and ``mean_of_scored`` averages only the docs of that category. A failed sample
+    counts as a wrong answer and has no edges. ``doc`` finds the edges of a reply that
+    lmms-eval's response cache served as plain text (see ``reply.attention_metrics``).
     """
-    value = float(correct)
+    failure = failure_of(reply)
+    value = 0.0 if failure else float(correct)
     if categories and category not in categories:
         raise ValueError(f"category {category!r} is not one of {list(categories)}")
     per_category = {f"accuracy_{metric_name(c)}": (value if c == category else None) for c in categories}
-    return {"accuracy": value, **per_category, **attention_metrics(reply)}
+    return {"accuracy": value, **per_category, **flow_metrics(reply, doc)}
 
 
 def mean_of_scored(values: list) -> float:
-    """The mean of the values that are not ``None``; NaN when a category had no docs."""
+    """The mean of the values that are not ``None``; NaN when a category had no docs. Also the
+    aggregation of the edge metrics, which failed samples leave as ``None``."""
     scored = [value for value in values if value is not None]
     return sum(scored) / len(scored) if scored else math.nan
+
+
+def failed_samples(reasons: list) -> dict:
+    """``failed_samples`` in a task's results: how many samples could not run, and why.
+
+    Each reason names the task, the doc id and the file. Failed samples are scored as wrong
+    answers (never dropped from the accuracy) and left out of the edge means.
+    """
+    failures = [reason for reason in reasons if reason is not None]
+    return {"count": len(failures), "reasons": failures}

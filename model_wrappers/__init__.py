@@ -6,6 +6,11 @@ model registry, and imports a wrapper module only when that model is asked for.
 
 WRAPPERS = {
     "qwen2_5_vl_flow": "lmms_eval_flow.model_wrappers.qwen2_5_vl_flow.Qwen2_5_VLFlow",
+    "qwen3_vl_flow": "lmms_eval_flow.model_wrappers.qwen3_vl_flow.Qwen3_VLFlow",
+    "llava_onevision_flow": "lmms_eval_flow.model_wrappers.llava_onevision_flow.LlavaOnevisionFlow",
+    "llava_next_video_flow": "lmms_eval_flow.model_wrappers.llava_next_video_flow.LlavaNextVideoFlow",
+    "videollama3_flow": "lmms_eval_flow.model_wrappers.videollama3_flow.VideoLLaMA3Flow",
+    "flow_replay": "lmms_eval_flow.model_wrappers.replay.Replay",  # saved replies, re-scored (no model)
 }
 
 

@@ -7,6 +7,9 @@ from pathlib import Path
 # huggingface_hub and datasets read these once, at import: set them before anything imports them.
 os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="lmms_eval_flow_tests_hf_")
+# Tiny models gain nothing from intra-op threads, and on a shared, busy CPU two threads spinning at
+# each op's barrier made the suite ~10x slower (torch reads this at import; subprocesses inherit it).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
@@ -22,6 +25,21 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from lmms_eval_flow.tiny_models import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("models") / "qwen2_5_vl")
+
+
+@pytest.fixture(scope="session")
+def family_model_dir(tmp_path_factory):
+    """``family_model_dir(family)``: a tiny checkpoint of any make-tiny-model family, built once."""
+    from lmms_eval_flow.tiny_models import make_tiny_model
+
+    built = {}
+
+    def model_dir(family: str) -> Path:
+        if family not in built:
+            built[family] = make_tiny_model(tmp_path_factory.mktemp("models") / family, family=family)
+        return built[family]
+
+    return model_dir
 
 
 def run_lmms_eval(out_dir: Path, model: str, model_args: str, tasks: str = "flow_synthetic", *extra: str,

@@ -192,15 +192,16 @@ def test_temporal_exit_drops_video_from_the_cache_with_the_masked_answers(model,
     assert torch.equal(dropped_tokens, masked_tokens)
 
 
+@pytest.mark.parametrize("backend", ["blocks", "dense"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("name, params", REGIME_CASES)
 @torch.no_grad()
-def test_no_nan_and_fully_blocked_rows_are_zero(tiny_model_dir, processor, inputs, dtype, name, params):
+def test_no_nan_and_fully_blocked_rows_are_zero(tiny_model_dir, processor, inputs, dtype, name, params, backend):
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model_dir, dtype=dtype).eval()
     outputs = {}
     model.model.language_model.layers[27].self_attn.register_forward_hook(
         lambda module, args, output: outputs.update(last_layer=output[0]))
-    logits, [plan] = forward(model, processor, inputs, build_regime(name, 28, **params))
+    logits, [plan] = forward(model, processor, inputs, build_regime(name, 28, **params), backend)
     assert torch.isfinite(logits).all()
     if name == "temporal_exit" and params.get("exit_by") == "mask":
         # in late layers video rows read nothing: their attention output is exactly zero

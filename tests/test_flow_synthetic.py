@@ -52,7 +52,7 @@ def test_config_is_greedy_and_declares_the_flow_metrics(config):
     assert config["generation_kwargs"]["do_sample"] is False
     assert config["generation_kwargs"]["temperature"] == 0
     metrics = {m["metric"]: m for m in config["metric_list"]}
-    assert set(metrics) == {"accuracy", "attention_edges", "attention_kept"}
+    assert set(metrics) == {"accuracy", "attention_edges", "attention_kept", "failed_samples"}
     assert metrics["accuracy"]["higher_is_better"] is True
     assert metrics["attention_edges"]["higher_is_better"] is False
     assert metrics["attention_kept"]["higher_is_better"] is False
@@ -120,6 +120,6 @@ def test_process_results_scores_a_plain_reply(config, doc):
 def test_process_results_passes_attention_edges_through(config):
     doc = DOCS[0]
     right = config["process_results"](doc, [FlowReply(doc["answer"], edges=300, full_edges=1200)])
-    assert right == {"accuracy": 1.0, "attention_edges": 300, "attention_kept": 0.25}
+    assert right == {"accuracy": 1.0, "attention_edges": 300, "attention_kept": 0.25, "failed_samples": None}
     wrong = config["process_results"](doc, [FlowReply(_wrong_letter(doc), edges=1200, full_edges=1200)])
-    assert wrong == {"accuracy": 0.0, "attention_edges": 1200, "attention_kept": 1.0}
+    assert wrong == {"accuracy": 0.0, "attention_edges": 1200, "attention_kept": 1.0, "failed_samples": None}

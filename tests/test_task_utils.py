@@ -103,7 +103,7 @@ def test_scores_carry_every_category_and_the_edges():
     reply = FlowReply("B", edges=30, full_edges=120)
     metrics = score(True, reply, "speed", ("action", "speed", "shape&trend"))
     assert metrics == {"accuracy": 1.0, "accuracy_action": None, "accuracy_speed": 1.0, "accuracy_shape_trend": None,
-                       "attention_edges": 30, "attention_kept": 0.25}
+                       "attention_edges": 30, "attention_kept": 0.25, "failed_samples": None}
     assert score(False, "B") == {"accuracy": 0.0}
     with pytest.raises(ValueError, match="'dance' is not one of"):
         score(True, "B", "dance", ("action",))

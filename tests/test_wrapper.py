@@ -78,10 +78,11 @@ def test_random_blocks_as_many_edges_as_effective_per_sample(regime_runs):
     assert effective == random
 
 
-def test_two_processes_shard_and_aggregate_like_one(regime_runs, tiny_model_dir, tmp_path):
-    results, samples = run_lmms_eval(tmp_path, "qwen2_5_vl_flow", f"pretrained={tiny_model_dir},regime=effective,{SMALL_VIDEO_ARGS}",
+@pytest.mark.parametrize("regime", ["effective", "random"])  # random: its masks do not depend on the process count
+def test_two_processes_shard_and_aggregate_like_one(regime_runs, tiny_model_dir, tmp_path, regime):
+    results, samples = run_lmms_eval(tmp_path, "qwen2_5_vl_flow", f"pretrained={tiny_model_dir},regime={regime},{SMALL_VIDEO_ARGS}",
                                      "flow_synthetic", *LIMIT, processes=2)
-    single_results, single_samples = regime_runs["effective"]
+    single_results, single_samples = regime_runs[regime]
     # lmms-eval's throughput counts rank 0's tokens: all of them on one process, a share on two
     assert single_results["throughput"]["total_gen_tokens"] == generated_tokens(single_samples)
     assert 0 < results["throughput"]["total_gen_tokens"] < generated_tokens(samples)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from lmms_eval_flow import judge
 from lmms_eval_flow.answers import exact_match, strip_reasoning, token_f1
-from lmms_eval_flow.reply import attention_metrics
+from lmms_eval_flow.reply import failure_of, flow_metrics
 from lmms_eval_flow.task_utils import Benchmark, prompt, video_messages
 
 BENCHMARK = Benchmark(
@@ -50,9 +50,14 @@ def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) ->
 
 
 def process_results(doc: dict, results: list[str]) -> dict:
+    """A failed sample (``failed_samples``: it could not run) scores 0 on every metric."""
     reply = results[0]
-    metrics = {"exact_match": float(exact_match(reply, doc["answer"])), "token_f1": token_f1(reply, doc["answer"])}
+    failure = failure_of(reply)
+    if failure:
+        metrics = {"exact_match": 0.0, "token_f1": 0.0}
+    else:
+        metrics = {"exact_match": float(exact_match(reply, doc["answer"])), "token_f1": token_f1(reply, doc["answer"])}
     if judge.configured_model():
-        correct, rating = judge.judge(question(doc), doc["answer"], strip_reasoning(reply).strip())
+        correct, rating = (False, 0) if failure else judge.judge(question(doc), doc["answer"], strip_reasoning(reply).strip())
         metrics.update(judge_accuracy=float(correct), judge_score=float(rating))
-    return {**metrics, **attention_metrics(reply)}
+    return {**metrics, **flow_metrics(reply, doc)}

@@ -56,4 +56,4 @@ def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) ->
 def process_results(doc: dict, results: list[str]) -> dict:
     reply = results[0]
     correct = parse_choice(reply, options(doc)) == doc_to_target(doc)
-    return score(correct, reply, f"{int(doc['duration_group'])}s", DURATION_GROUPS)
+    return score(correct, reply, f"{int(doc['duration_group'])}s", DURATION_GROUPS, doc=doc)

@@ -50,4 +50,4 @@ def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     yields accuracy alone; lmms-eval then reports only the metrics it received.
     """
     reply = results[0]
-    return score(parse_choice(reply, lettered_options(doc)) == doc["answer"], reply)
+    return score(parse_choice(reply, lettered_options(doc)) == doc["answer"], reply, doc=doc)

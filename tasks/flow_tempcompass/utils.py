@@ -126,4 +126,4 @@ def process_results(doc: dict, results: list[str]) -> dict:
         picked = parse_yes_no(reply)
     else:
         picked = parse_choice(reply, options(doc))
-    return score(picked == doc_to_target(doc), reply, doc["dim"], ASPECTS)
+    return score(picked == doc_to_target(doc), reply, doc["dim"], ASPECTS, doc=doc)

@@ -55,4 +55,4 @@ def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) ->
 def process_results(doc: dict, results: list[str]) -> dict:
     reply = results[0]
     correct = parse_choice(reply, options(doc)) == doc_to_target(doc)
-    return score(correct, reply, doc["reason_type"], REASON_TYPES)
+    return score(correct, reply, doc["reason_type"], REASON_TYPES, doc=doc)

@@ -62,4 +62,4 @@ def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) ->
 
 def process_results(doc: dict, results: list[str]) -> dict:
     reply = results[0]
-    return score(parse_choice(reply, options(doc)) == doc_to_target(doc), reply)
+    return score(parse_choice(reply, options(doc)) == doc_to_target(doc), reply, doc=doc)

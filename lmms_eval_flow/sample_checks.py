@@ -1,0 +1,80 @@
+"""What can be wrong with one sample before or while it runs, said in words.
+
+A benchmark run lasts hours; a missing, empty or corrupt video, a clip too short to sample, a doc
+without a video or a video over the token budget must cost that sample, not the run. The checks
+here open each video the way lmms-eval's Qwen wrappers probe it (decord) and turn every problem
+into a ``SampleFailure`` whose message names the task, the doc and the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lmms_eval.protocol import ChatMessages
+
+# The fewest frames a video may have by default: lmms-eval samples min(max_num_frames, frames)
+# frames, floored to an even number and at least 2 (one temporal patch on Qwen), and a video needs
+# two frames for any cross-frame rule to mean something.
+MIN_FRAMES = 2
+
+
+class SampleFailure(Exception):
+    """A sample that cannot be answered; the message names the task, doc id and file."""
+
+    def __init__(self, message: str, index: int | None = None):
+        super().__init__(message)
+        self.index = index  # the request's position in the batch being run, where known
+
+
+def failure_message(task: str, doc_id: int, videos: list | None, reason: str) -> str:
+    """``flow_tomato doc 17 (/data/tomato/x.mp4): the file is empty (0 bytes)``; ``videos`` is
+    None where the doc's videos are not known (its prompt could not be built)."""
+    if videos is None:
+        return f"{task} doc {doc_id}: {reason}"
+    return f"{task} doc {doc_id} ({', '.join(map(str, videos)) or 'no video'}): {reason}"
+
+
+def describe(error: BaseException) -> str:
+    """An exception in one line: its type and the first line of its message."""
+    text = str(error).strip().split("\n")[0][:300]
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def videos_in(messages: list[dict]) -> list:
+    """The videos of a doc's chat messages, found as lmms-eval's chat wrappers find them."""
+    _, videos, _ = ChatMessages(messages=messages).extract_media()
+    return videos
+
+
+def video_problem(video, min_frames: int = MIN_FRAMES) -> str | None:
+    """What is wrong with one video of a sample, or None when it can be read and sampled."""
+    import decord
+
+    if not isinstance(video, (str, Path)):
+        return f"the video is a {type(video).__name__}, not a file path"
+    path = Path(video)
+    if not path.exists():
+        return "no such file"
+    if not path.is_file():
+        return "not a file"
+    if path.stat().st_size == 0:
+        return "the file is empty (0 bytes)"
+    try:
+        frames = len(decord.VideoReader(str(path), num_threads=1))
+    except Exception as error:  # decord raises its own error types for every kind of bad file
+        return f"the file cannot be read as a video ({describe(error)})"
+    if frames < min_frames:
+        return f"the video has {frames} frame{'s' * (frames != 1)}, fewer than min_frames={min_frames}"
+    return None
+
+
+def check_sample(messages: list[dict], min_frames: int = MIN_FRAMES) -> tuple[list, str | None]:
+    """A sample's videos and what is wrong with it (None when nothing is)."""
+    videos = videos_in(messages)
+    if not videos:
+        return videos, "the doc has no video"
+    for video in videos:
+        problem = video_problem(video, min_frames)
+        if problem:
+            return videos, f"{video}: {problem}" if len(videos) > 1 else problem
+    return videos, None

@@ -1,0 +1,294 @@
+"""Per-sample failures, the run options, the edge ledger and how a flow model pairs prompts,
+prefills and answers, checked piece by piece (the CLI runs are in test_reliability_cli.py)."""
+
+import json
+import pickle
+import re
+
+import pytest
+import transformers
+from bad_videos import BUDGET, write_video
+from lmms_eval.api.instance import Instance
+from lmms_eval.api.model import lmms
+from lmms_eval.caching.response_cache import ResponseCache
+from lmms_eval.models.model_utils.usage_metrics import set_task_context
+from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import Qwen2_5_VLFlow
+from PIL import Image
+
+from lmms_eval_flow import reply as reply_module
+from lmms_eval_flow.atomic import atomic_write_bytes, atomic_write_text
+from lmms_eval_flow.flow_model import FailedSampleError, LedgerError, RunOptions
+from lmms_eval_flow.ledger import EdgeLedger, asked_by_response_cache, doc_key, fingerprint, scoring_task
+from lmms_eval_flow.reply import FlowReply, attention_metrics
+from lmms_eval_flow.sample_checks import check_sample, video_problem
+from lmms_eval_flow.task_utils import failed_samples, mean_of_scored, score, video_messages
+
+SMALL = {"device": "cpu", "device_map": "cpu", "max_pixels": 3136, "min_pixels": 3136, "max_num_frames": 8}
+
+
+@pytest.fixture(autouse=True)
+def forget_loaded_flow_models(monkeypatch):
+    """A flow model loaded here marks the process as running one (reply.note_flow_model_loaded);
+    other tests score plain replies, so each test leaves that mark as it found it."""
+    monkeypatch.setattr(reply_module, "_flow_model_loaded", reply_module._flow_model_loaded)
+    monkeypatch.setattr(reply_module, "_edge_ledger", reply_module._edge_ledger)
+
+
+# -- what is wrong with a video ------------------------------------------------------------
+@pytest.mark.parametrize("kind, problem", [
+    ("good", None),
+    ("missing", "no such file"),
+    ("empty", "the file is empty (0 bytes)"),
+    ("truncated", "the file cannot be read as a video (RuntimeError: Error reading"),
+    ("one_frame", "the video has 1 frame, fewer than min_frames=2"),
+])
+def test_each_kind_of_bad_video_is_named(tmp_path, kind, problem):
+    found = video_problem(write_video(kind, 0, tmp_path))
+    assert found == problem if problem is None else found.startswith(problem)
+
+
+def test_min_frames_and_docs_without_a_usable_video(tmp_path):
+    clip = write_video("good", 0, tmp_path)  # 4 frames
+    assert video_problem(clip, min_frames=4) is None
+    assert video_problem(clip, min_frames=5) == "the video has 4 frames, fewer than min_frames=5"
+    assert video_problem(str(tmp_path)) == "not a file"
+    assert check_sample([{"role": "user", "content": [{"type": "text", "text": "Why?"}]}]) == ([], "the doc has no video")
+    two = [{"role": "user", "content": [{"type": "video", "url": clip}, {"type": "video", "url": str(tmp_path / "x.mp4")}]}]
+    assert check_sample(two) == ([clip, str(tmp_path / "x.mp4")], f"{tmp_path / 'x.mp4'}: no such file")
+
+
+# -- run options ---------------------------------------------------------------------------
+@pytest.mark.parametrize("arguments, message", [
+    ({"strict": "yes"}, r"strict='yes' is not valid; valid: true, false"),
+    ({"video_token_budget": 0}, r"video_token_budget=0 is not valid: give the most video tokens"),
+    ({"video_token_budget": 2.5}, r"video_token_budget=2.5 is not valid"),
+    ({"min_frames": True}, r"min_frames=True is not valid: give the fewest frames"),
+])
+def test_run_options_are_checked(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        RunOptions.take(arguments)
+
+
+def test_run_options_are_taken_out_of_the_model_arguments():
+    arguments = {"pretrained": "x", "strict": True, "video_token_budget": 4096, "min_frames": 8, "edge_ledger": 3}
+    assert RunOptions.take(arguments) == RunOptions(True, 4096, 8, "3")
+    assert arguments == {"pretrained": "x"}
+    assert RunOptions.take({}) == RunOptions(False, None, 2, None)
+
+
+def test_bad_run_options_fail_before_the_model_loads(tiny_model_dir, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model started loading before the arguments were checked")
+
+    monkeypatch.setattr(transformers.Qwen2_5_VLForConditionalGeneration, "from_pretrained", refuse)
+    with pytest.raises(ValueError, match=r"strict='maybe' is not valid"):
+        Qwen2_5_VLFlow.create_from_arg_string(f"pretrained={tiny_model_dir},strict=maybe")
+    with pytest.raises(ValueError, match=r"strict are options of an lmms-eval run: give them in --model_args"):
+        Qwen2_5_VLFlow(pretrained=str(tiny_model_dir), strict=True)
+
+
+# -- scoring a failed sample ---------------------------------------------------------------
+def test_a_failed_sample_scores_as_wrong_without_edges_and_says_why():
+    failed = FlowReply.failed("flow_x doc 3 (/v/3.mp4): no such file")
+    assert failed.strip().failure == failed.failure and pickle.loads(pickle.dumps(failed)).failure == failed.failure
+    metrics = score(True, failed, "speed", ("action", "speed"))
+    assert metrics == {"accuracy": 0.0, "accuracy_action": None, "accuracy_speed": 0.0, "attention_edges": None,
+                       "attention_kept": None, "failed_samples": "flow_x doc 3 (/v/3.mp4): no such file"}
+    ran = score(True, FlowReply("A", 30, 120))
+    assert ran == {"accuracy": 1.0, "attention_edges": 30, "attention_kept": 0.25, "failed_samples": None}
+    assert failed_samples([None, "a", None, "b"]) == {"count": 2, "reasons": ["a", "b"]}
+    assert mean_of_scored([30, None, 90]) == 60
+
+
+# -- the edge ledger -----------------------------------------------------------------------
+def test_the_ledger_survives_a_torn_last_line_and_reads_every_process(tmp_path):
+    first = EdgeLedger(tmp_path, rank=0, about={"model": "m"})
+    first.append("flow_x", 0, "d0", "r0", "A", 10, 20)
+    first.close()
+    with open(tmp_path / "rank_0.jsonl", "a") as handle:
+        handle.write('{"task": "flow_x", "doc_id": 1, "doc": "d1", "req')  # killed mid-write
+    again = EdgeLedger(tmp_path, rank=0)
+    again.append("flow_x", 2, "d2", "r2", " B", 30, 40)
+    EdgeLedger(tmp_path, rank=1).append("flow_x", 3, "d3", "r3", "C", 50, 60)
+    reader = EdgeLedger(tmp_path, rank=5)
+    assert reader.reply_for("flow_x", "d0", "r0")["reply"] == "A"
+    assert reader.reply_for("flow_x", "d1", "r1") is None  # the torn record: never answered
+    assert reader.reply_for("flow_x", "d2", "other request") is None
+    assert reader.edges_for("flow_x", "d2", "B") == (30, 40)  # lmms-eval strips served replies
+    assert reader.edges_for("flow_x", "d3", "C") == (50, 60)
+    assert json.loads((tmp_path / "about.json").read_text()) == {"model": "m"}
+    with pytest.raises(LookupError, match=r"has no record of it"):
+        reader.edges_for("flow_x", "d0", "Z")
+    EdgeLedger(tmp_path, rank=0).append("flow_x", 0, "d0", "r9", "A", 11, 20)  # another prompt, same reply
+    with pytest.raises(LookupError, match=r"with different edge counts \[\(10, 20\), \(11, 20\)\]"):
+        EdgeLedger(tmp_path).edges_for("flow_x", "d0", "A")
+
+
+def test_ledgers_are_separated_by_every_argument_that_changes_replies_or_edges(tmp_path):
+    def folder(**arguments):
+        return EdgeLedger.for_model("Qwen2_5_VLFlow", {"pretrained": "p", "regime": "random", **arguments}, tmp_path, 0).directory
+
+    assert folder() == folder(batch_size=4, strict=True, edge_ledger="x")
+    assert len({folder(), folder(seed=1), folder(max_num_frames=16), folder(regime="effective"),
+                folder(video_token_budget=99), folder(min_frames=3)}) == 6
+    assert folder().parent == tmp_path
+    assert fingerprint("M", {"regime": "full", "strict": True}) == {"model": "M", "arguments": {"regime": "full"},
+                                                                    "lmms_eval_flow": "0.1.0"}
+
+
+def test_a_doc_has_the_same_key_with_or_without_its_media():
+    doc = {"question": "Why?", "options": ["a", "b"], "video": "/v/1.mp4", "n": 3}
+    with_media = {**doc, "frame": Image.new("RGB", (4, 4)), "raw": b"\x00\x01", "audio": {"array": [0.1]}}
+    assert doc_key(doc) == doc_key(with_media) != doc_key({**doc, "n": 4})
+
+
+class _Echo(lmms):
+    """The smallest lmms-eval model: answers "A" and notes whether lmms-eval's response cache asked."""
+
+    asked = None
+
+    def generate_until(self, requests):
+        _Echo.asked = asked_by_response_cache()
+        return ["A"] * len(requests)
+
+    def loglikelihood(self, requests):
+        raise NotImplementedError
+
+    def generate_until_multi_round(self, requests):
+        raise NotImplementedError
+
+
+def test_the_model_knows_when_lmms_eval_response_cache_asks(tmp_path):
+    request = Instance(request_type="generate_until", arguments=("ctx", None, {"temperature": 0}, 0, "flow_x", "test"),
+                       idx=0, metadata={"task": "flow_x", "doc_id": 0, "repeats": 1})
+    cache = ResponseCache.create(str(tmp_path), model="m", model_args="")
+    assert cache.execute(_Echo(), "generate_until", [request]) == ["A"] and _Echo.asked is True
+    cache.close()
+    _Echo().generate_until([request])
+    assert _Echo.asked is False
+
+
+def test_plain_replies_of_a_flow_model_take_their_edges_from_the_ledger(tmp_path, monkeypatch):
+    doc = {"question": "Why?", "video": "/v/1.mp4"}
+    ledger = EdgeLedger(tmp_path)
+    ledger.append("flow_x", 7, doc_key(doc), "r", "B", 30, 120)
+    monkeypatch.setattr(reply_module, "_flow_model_loaded", True)
+    monkeypatch.setattr(reply_module, "_edge_ledger", ledger)
+    with pytest.raises(RuntimeError, match=r"outside lmms-eval's scoring phase"):
+        attention_metrics("B", doc)
+    set_task_context("flow_x")  # as lmms-eval's evaluator does before a task's process_results
+    try:
+        assert scoring_task() == "flow_x"
+        assert attention_metrics("B", doc) == {"attention_edges": 30, "attention_kept": 0.25}
+        with pytest.raises(ValueError, match=r"without its attention-edge counts"):
+            attention_metrics("B")  # a scorer that does not pass the doc
+    finally:
+        set_task_context(None)
+
+
+# -- a flow model's generation, in process -------------------------------------------------
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("videos")
+    kinds = {"good_a": "good", "long": "long", "good_b": "good", "too_wide": "too_wide", "missing": "missing"}
+    return {name: write_video(kind, doc_id, folder) for doc_id, (name, kind) in enumerate(kinds.items())}
+
+
+def flow_model(tiny_model_dir, **options):
+    arguments = ",".join(f"{key}={value}" for key, value in {**SMALL, **options}.items())
+    return Qwen2_5_VLFlow.create_from_arg_string(f"pretrained={tiny_model_dir},regime=effective,{arguments}",
+                                                 {"batch_size": 2})
+
+
+def ask(model, videos: list[str]):
+    """The model's results for one question per video, asked as lmms-eval asks a chat model."""
+    docs = [{"video": video, "question": f"Question {i}: which way does it move?"} for i, video in enumerate(videos)]
+    model.task_dict = {"flow_x": {"test": docs}}
+
+    def messages(doc):
+        return video_messages(doc["video"], doc["question"])
+
+    return model.generate_until([
+        Instance(request_type="generate_until", idx=0,
+                 arguments=(doc["question"], messages, {"max_new_tokens": 3}, i, "flow_x", "test"),
+                 metadata={"task": "flow_x", "doc_id": i, "repeats": 1})
+        for i, doc in enumerate(docs)])
+
+
+def summary(result) -> tuple:
+    text = result.text
+    return str(text), text.edges, text.failure, result.token_counts and result.token_counts.output_tokens
+
+
+def test_failures_inside_batches_cost_only_their_sample(tiny_model_dir, videos):
+    model = flow_model(tiny_model_dir, video_token_budget=BUDGET)
+    order = ["good_a", "good_b", "long", "too_wide", "missing"]
+    # Batches of 2. The second fails inside lmms-eval's generation (it samples the batch's videos at
+    # the first one's frame count, which the too-wide clip does not have): its two prompts run again
+    # one at a time, the long clip then stops at its prefill (over budget), the too-wide clip in
+    # generation. The missing file fails the last batch while its prompt is built.
+    results = dict(zip(order, map(summary, ask(model, [videos[name] for name in order]))))
+    assert results["long"][2] == f"flow_x doc 2 ({videos['long']}): its video has 16 tokens, over video_token_budget={BUDGET}"
+    assert results["missing"][2] == f"flow_x doc 4 ({videos['missing']}): no such file"
+    assert results["too_wide"][2].startswith(
+        f"flow_x doc 3 ({videos['too_wide']}): generation failed (ValueError: absolute aspect ratio must be smaller")
+    assert all(results[name][:2] + results[name][3:] == ("", 0, None) for name in ("long", "missing", "too_wide"))
+    # the good ones, answered in a call that an error then ended, are what a clean call gives,
+    # token counts included (counted by forward passes there, reported by lmms-eval here)
+    clean = [summary(result) for result in ask(model, [videos["good_a"], videos["good_b"]])]
+    assert [results["good_a"], results["good_b"]] == clean
+    assert all(edges > 0 and failure is None and tokens == 3 for _, edges, failure, tokens in clean)
+
+
+def test_strict_raises_at_the_first_failed_sample(tiny_model_dir, videos):
+    model = flow_model(tiny_model_dir, strict="true")
+    with pytest.raises(FailedSampleError, match=rf"^flow_x doc 1 \({videos['missing']}\): no such file$"):
+        ask(model, [videos["good_a"], videos["missing"]])
+
+
+@pytest.mark.parametrize("regime", ["full", "effective", "random", "staged", "temporal_exit"])
+def test_the_same_arguments_give_the_same_replies_and_edges(tiny_model_dir, videos, regime):
+    model = Qwen2_5_VLFlow.create_from_arg_string(
+        f"pretrained={tiny_model_dir},regime={regime}," + ",".join(f"{k}={v}" for k, v in SMALL.items()))
+    clips = [videos["good_a"], videos["good_b"]]
+    first, second = ([summary(result) for result in ask(model, clips)] for _ in range(2))
+    assert first == second and all(edges > 0 and failure is None for _, edges, failure, _ in first)
+
+
+def test_an_interrupted_write_leaves_the_old_file(tmp_path):
+    path = tmp_path / "results" / "leaderboard.csv"
+    atomic_write_text(path, "old\n")
+    with pytest.raises(TypeError):
+        atomic_write_bytes(path, "not bytes")  # fails mid-write
+    assert path.read_text() == "old\n" and [p.name for p in path.parent.iterdir()] == ["leaderboard.csv"]
+    atomic_write_text(path, "new\n")
+    assert path.read_text() == "new\n"
+
+
+def test_a_budget_failure_that_lmms_eval_catches_is_still_a_failed_sample(family_model_dir, videos):
+    """lmms-eval's llava_hf wrapper catches errors of ``generate`` and answers "": the sample stays failed."""
+    from lmms_eval_flow.model_wrappers.llava_onevision_flow import LlavaOnevisionFlow
+
+    model = LlavaOnevisionFlow.create_from_arg_string(
+        f"pretrained={family_model_dir('llava_onevision')},regime=effective,device=cpu,device_map=cpu,video_token_budget=1")
+    [result] = ask(model, [videos["good_a"]])
+    assert re.fullmatch(rf"flow_x doc 0 \({videos['good_a']}\): its video has \d+ tokens, over video_token_budget=1",
+                        result.text.failure)
+    assert str(result.text) == "" and result.text.edges == 0
+
+
+def test_an_unwritable_edge_ledger_stops_the_run(tiny_model_dir, videos, tmp_path):
+    """Under --use_cache an answer must reach the ledger: a ledger that cannot be written is an
+    error of the run, not a failure of each sample."""
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("")
+    model = flow_model(tiny_model_dir, edge_ledger=blocked)
+    cache = ResponseCache.create(str(tmp_path / "cache"), model="qwen2_5_vl_flow", model_args="")
+    model.task_dict = {"flow_x": {"test": [{"video": videos["good_a"], "question": "Which way?"}]}}
+    request = Instance(request_type="generate_until", idx=0,
+                       arguments=("Which way?", lambda doc: video_messages(doc["video"], doc["question"]),
+                                  {"max_new_tokens": 2, "temperature": 0}, 0, "flow_x", "test"),
+                       metadata={"task": "flow_x", "doc_id": 0, "repeats": 1})
+    with pytest.raises(LedgerError, match=rf"cannot write the edge ledger in {blocked}/\w+ .*give a writable folder"):
+        cache.execute(model, "generate_until", [request])
+    cache.close()
