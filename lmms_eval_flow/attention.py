@@ -94,6 +94,8 @@ class BatchPlan:
             self._shape = (q_len, kv_len)
         key = tuple(plan.mask_key(layer) for plan in self.plans)
         if key not in self._masks:
+            if self.plans[0].regime.random_seed is not None:
+                self._masks.clear()  # random: every layer has its own mask, never reused; hold one
             self._masks[key] = self._build(layer, q_len, kv_len, stock)
         return self._masks[key]
 

@@ -146,6 +146,25 @@ def test_applied_masks_count_what_the_plan_counts(model, processor, inputs, monk
 
 @pytest.mark.parametrize("name, params", REGIME_CASES)
 @torch.no_grad()
+def test_masks_held_are_bounded_by_distinct_rule_sets_not_layers(model, processor, inputs, monkeypatch, name, params):
+    held = []
+    original = BatchPlan.attention_mask
+
+    def spy(self, layer, q_len, kv_len, stock):
+        result = original(self, layer, q_len, kv_len, stock)
+        held.append(len(self._masks))
+        return result
+
+    monkeypatch.setattr(BatchPlan, "attention_mask", spy)
+    regime = build_regime(name, 28, **params)
+    forward(model, processor, inputs, regime, backend="dense")
+    # random draws a mask per layer, so it may hold only the current one
+    bound = 1 if regime.random_seed is not None else len({regime.rules_at(layer) for layer in range(28)})
+    assert len(held) == 28 and max(held) <= bound
+
+
+@pytest.mark.parametrize("name, params", REGIME_CASES)
+@torch.no_grad()
 def test_group_decomposed_attention_equals_the_dense_mask(model, processor, inputs, name, params):
     regime = build_regime(name, 28, **params)
     blocks, _ = forward(model, processor, inputs, regime, backend="blocks")
