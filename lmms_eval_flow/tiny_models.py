@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,6 +31,8 @@ from transformers import (
     Qwen2VLImageProcessor,
     Qwen2VLVideoProcessor,
 )
+
+from .tiny_families import FAMILY_BUILDERS  # it imports this module's helpers lazily
 
 # Qwen2.5-VL's special tokens. The BPE trainer puts them first in the vocabulary, in this
 # order, so <|endoftext|> is id 0 (the real checkpoint puts them after its 151k BPE tokens).
@@ -120,11 +123,14 @@ def _training_corpus() -> Iterator[str]:
         yield template.format(c=colour, s=shape, d=direction)
 
 
-def _train_qwen2_tokenizer() -> Qwen2Tokenizer:
-    """Train a byte-level BPE on the built-in corpus and wrap it as a Qwen2Tokenizer.
+def _train_qwen2_tokenizer(extra_corpus: Iterable[str] = ()) -> Qwen2Tokenizer:
+    """Train a byte-level BPE on the built-in corpus (plus ``extra_corpus``) and wrap it as a
+    Qwen2Tokenizer.
 
     Training reuses the pipeline of an empty ``Qwen2Tokenizer`` (Qwen's split regex + byte-level
     pre-tokenizer), so the merges are learnt on exactly the pieces the final tokenizer will see.
+    A model trained on some task passes that task's texts as ``extra_corpus``, so its words are
+    whole tokens.
     """
     backend = Qwen2Tokenizer().backend_tokenizer
     trainer = trainers.BpeTrainer(
@@ -133,7 +139,7 @@ def _train_qwen2_tokenizer() -> Qwen2Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte stays encodable
         show_progress=False,
     )
-    backend.train_from_iterator(_training_corpus(), trainer)
+    backend.train_from_iterator(itertools.chain(_training_corpus(), extra_corpus), trainer)
     trained = json.loads(backend.to_str())["model"]
     return Qwen2Tokenizer(
         vocab=trained["vocab"],
@@ -147,40 +153,68 @@ def _train_qwen2_tokenizer() -> Qwen2Tokenizer:
     )
 
 
-def _qwen2_5_vl_config(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLConfig:
+@dataclass(frozen=True)
+class TinySizes:
+    """The widths of a tiny Qwen2.5-VL (the default: a few MB, for smoke tests).
+
+    The LM keeps the 7B's 28 layers unless ``layers`` says otherwise; the trained toy
+    (``lmms_eval_flow.toy``) is wider.
+    """
+
+    hidden: int = 64
+    intermediate: int = 128
+    heads: int = 4
+    kv_heads: int = 2  # grouped-query attention, as in the 7B (28 q / 4 kv heads)
+    layers: int = 28
+    vision_hidden: int = 32
+    vision_intermediate: int = 64
+    vision_heads: int = 2
+    vision_depth: int = 2
+    # Qwen's 0.02 suits widths in the thousands; a model this narrow that is to be trained
+    # needs about 1/sqrt(width), or attention starts uniform and video barely reaches the answer.
+    initializer_range: float = 0.02
+
+
+def _qwen2_5_vl_config(tokenizer: Qwen2Tokenizer, sizes: TinySizes = TinySizes()) -> Qwen2_5_VLConfig:
     """Qwen2.5-VL-7B's layout (28 decoder layers, GQA, mrope, windowed ViT) at toy width.
 
     Only the depth of the language model is real, so layer ranges such as 6-20 mean the same
     layers as on the 7B model; widths are shrunk so the checkpoint is a few MB.
     """
     ids = tokenizer.convert_tokens_to_ids
+    # The 7B splits its 64 rotary frequencies [16, 24, 24] over (time, height, width); same shares here.
+    frequencies = sizes.hidden // sizes.heads // 2
+    time_frequencies = frequencies // 4
+    space_frequencies = (frequencies - time_frequencies) // 2
+    mrope_section = [frequencies - 2 * space_frequencies, space_frequencies, space_frequencies]
     text_config = {
         "vocab_size": len(tokenizer),
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 28,
-        "num_attention_heads": 4,  # head_dim 16
-        "num_key_value_heads": 2,  # grouped-query attention, as in the 7B (28 q / 4 kv heads)
+        "hidden_size": sizes.hidden,
+        "intermediate_size": sizes.intermediate,
+        "num_hidden_layers": sizes.layers,
+        "num_attention_heads": sizes.heads,
+        "num_key_value_heads": sizes.kv_heads,
         "max_position_embeddings": 128000,
-        "max_window_layers": 28,
+        "max_window_layers": sizes.layers,
         "rms_norm_eps": 1e-6,
-        # The 7B uses [16, 24, 24] of its 64 rotary frequencies; scaled to head_dim/2 = 8.
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+        "initializer_range": sizes.initializer_range,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope_section},
         "bos_token_id": ids("<|endoftext|>"),
         "eos_token_id": ids("<|im_end|>"),
         "pad_token_id": ids("<|endoftext|>"),
     }
     vision_config = {
-        "depth": 2,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_heads": 2,
+        "depth": sizes.vision_depth,
+        "hidden_size": sizes.vision_hidden,
+        "intermediate_size": sizes.vision_intermediate,
+        "num_heads": sizes.vision_heads,
+        "initializer_range": sizes.initializer_range,
         "out_hidden_size": text_config["hidden_size"],  # the merger projects into the LM's width
         "patch_size": 14,
         "temporal_patch_size": 2,
         "spatial_merge_size": 2,
         "window_size": 112,  # as the 7B: 8x8-patch attention windows...
-        "fullatt_block_indexes": [1],  # ...except the last block, which attends globally
+        "fullatt_block_indexes": [sizes.vision_depth - 1],  # ...except the last block, which attends globally
         "tokens_per_second": 2,
     }
     return Qwen2_5_VLConfig(
@@ -194,10 +228,10 @@ def _qwen2_5_vl_config(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLConfig:
     )
 
 
-def _build_qwen2_5_vl(out_dir: Path, seed: int) -> None:
+def _build_qwen2_5_vl(out_dir: Path, seed: int, sizes: TinySizes = TinySizes(), extra_corpus: Iterable[str] = ()) -> None:
     """Write a tiny Qwen2.5-VL checkpoint: config, weights, tokenizer and processor."""
-    tokenizer = _train_qwen2_tokenizer()
-    config = _qwen2_5_vl_config(tokenizer)
+    tokenizer = _train_qwen2_tokenizer(extra_corpus)
+    config = _qwen2_5_vl_config(tokenizer, sizes)
     with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config)
@@ -217,20 +251,22 @@ def _build_qwen2_5_vl(out_dir: Path, seed: int) -> None:
     processor.save_pretrained(out_dir)
 
 
-FAMILIES: dict[str, Callable[[Path, int], None]] = {
+FAMILIES: dict[str, Callable[..., None]] = {
     "qwen2_5_vl": _build_qwen2_5_vl,
+    **FAMILY_BUILDERS,  # llava_onevision, llava_next_video, videollama3, qwen3_vl (tiny_families.py)
 }
 
 
-def make_tiny_model(out_dir: str | Path, family: str = "qwen2_5_vl", seed: int = 0) -> Path:
+def make_tiny_model(out_dir: str | Path, family: str = "qwen2_5_vl", seed: int = 0, **options) -> Path:
     """Build a tiny random checkpoint of ``family`` into ``out_dir`` and return its path.
 
     The result loads with the model family's usual ``from_pretrained`` / ``AutoProcessor``
-    calls; the same ``seed`` always gives the same files.
+    calls; the same ``seed`` always gives the same files. ``options`` go to the family's
+    builder (for ``qwen2_5_vl``: ``sizes=TinySizes(...)``, ``extra_corpus=texts``).
     """
     if family not in FAMILIES:
         raise ValueError(f"Unknown model family {family!r}; valid families: {', '.join(sorted(FAMILIES))}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    FAMILIES[family](out_dir, seed)
+    FAMILIES[family](out_dir, seed, **options)
     return out_dir

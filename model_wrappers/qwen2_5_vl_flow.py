@@ -85,12 +85,18 @@ def apply_regime(model: Qwen2_5_VLForConditionalGeneration, tokenizer, regime: R
 
 class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL):
     """Qwen2.5-VL with ``regime=full|effective|random|staged|temporal_exit`` and its parameters,
-    and optionally ``perturb=`` position/order perturbations (lmms_eval_flow.perturbations)."""
+    and optionally ``perturb=`` position/order perturbations (lmms_eval_flow.perturbations).
+
+    ``dtype=float32`` runs the model in float32 instead of lmms-eval's bfloat16: on CPUs without
+    bfloat16 arithmetic (the demo's and CI's) that is several times faster.
+    """
 
     is_simple = False
 
     def __init__(self, pretrained: str, regime: str = "full", perturb: str | None = None, perturb_seed: int = 0,
-                 **kwargs) -> None:
+                 dtype: str = "bfloat16", **kwargs) -> None:
+        if dtype not in ("bfloat16", "float32"):
+            raise ValueError(f"dtype={dtype!r} is not supported; valid: bfloat16 (lmms-eval's), float32")
         depth = AutoConfig.from_pretrained(pretrained).text_config.num_hidden_layers
         flow, kwargs = parse_flow_arguments("qwen2_5_vl_flow", regime, depth, kwargs, _LMMS_EVAL_ARGUMENTS)
         self.regime = flow.regime
@@ -102,6 +108,7 @@ class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL):
             self._init_cpu_process(accelerator, pretrained=pretrained, **kwargs)
         else:
             super().__init__(pretrained=pretrained, **kwargs)
+        self._model.to(getattr(torch, dtype))  # loaded as bfloat16; widening to float32 is exact
         self.start_regime(apply_regime(self.model, self.processor.tokenizer, self.regime, flow.backend))
         text_model = self.model.model.language_model
         self.perturbed = Perturbed(text_model, text_model.layers, perturbations, perturb_seed)
