@@ -56,13 +56,29 @@ def cmd_demo(args: argparse.Namespace) -> None:
     unknown = [r for r in regimes if r not in REGIMES]
     if unknown:
         raise ValueError(f"--regimes has {', '.join(unknown)}; valid regimes: {', '.join(REGIMES)}")
-    run_demo(Path(args.output), regimes, args.device, args.limit)
+    run_demo(Path(args.output), regimes, args.device, args.limit, *([Path(args.model)] if args.model else []))
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> None:
-    from .leaderboard import build_leaderboard, to_markdown
+    from .leaderboard import build_leaderboard, to_markdown, write_leaderboard
 
-    print(to_markdown(build_leaderboard(args.results)))
+    table = build_leaderboard(args.results)
+    print(to_markdown(table))
+    if args.output:
+        print(f"\nwritten: {', '.join(map(str, write_leaderboard(table, args.output)))}")
+
+
+def cmd_regress(args: argparse.Namespace) -> None:
+    from .regress import regress, to_text
+
+    table, passed = regress(args.baseline, args.current, args.tolerance, args.z)
+    print(to_text(table))
+    failed = table[table["status"].isin(["REGRESSED", "MISSING"])]
+    if passed:
+        print(f"\nno regression against {args.baseline} ({len(table)} rows)")
+        return
+    print(f"\n{len(failed)} of {len(table)} rows REGRESSED or MISSING against {args.baseline}")
+    raise SystemExit(1)
 
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -140,10 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.set_defaults(run=cmd_make_tiny_model)
 
     demo = commands.add_parser("demo", help="the main job: every regime on the embedded default, then the leaderboard")
-    demo.add_argument("--output", default="out/demo", help="where models, results and the leaderboard go")
+    demo.add_argument("--output", default="out/demo", help="where the results and the leaderboard go")
     demo.add_argument("--regimes", default=",".join(REGIMES), help="comma-separated regimes to run")
     demo.add_argument("--device", default="cpu")
     demo.add_argument("--limit", type=int, default=None, help="docs per task (default: all)")
+    demo.add_argument("--model", default=None, help="a Qwen2.5-VL checkpoint (default: the shipped toy, lmms_eval_flow/toy/)")
     demo.set_defaults(run=cmd_demo)
 
     knockout = commands.add_parser("knockout", help="attention knockout sweep of pathways over the depth (CSV + PNG)")
@@ -171,8 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     lens.set_defaults(run=cmd_logit_lens)
 
     board = commands.add_parser("leaderboard", help="checkpoint x regime x task table from lmms-eval results JSONs")
-    board.add_argument("results", nargs="+")
+    board.add_argument("results", nargs="+", help="results JSONs, or folders searched for *_results.json")
+    board.add_argument("--output", default=None, help="folder to write leaderboard.md/.csv/.html to (default: print only)")
     board.set_defaults(run=cmd_leaderboard)
+
+    gate = commands.add_parser("regress", help="exit 1 when an accuracy dropped below a baseline leaderboard's")
+    gate.add_argument("--baseline", required=True, help="a leaderboard CSV, e.g. results/baselines/flow_temporal_toy.csv")
+    gate.add_argument("--current", nargs="+", required=True, help="results JSONs, or folders searched for *_results.json")
+    gate.add_argument("--tolerance", type=float, default=0.02, help="absolute drop always allowed (default 0.02)")
+    gate.add_argument("--z", type=float, default=3.0,
+                      help="standard errors of the difference always allowed, given both sample counts (default 3)")
+    gate.set_defaults(run=cmd_regress)
     return parser
 
 

@@ -3,21 +3,30 @@
 Rows come from the results files alone (ours or upstream lmms-eval models): the score and
 its stderr, the sample count, and for flow models the attention edges and kept share. Each
 row's score is compared with the ``full`` row of the same checkpoint and task; an upstream
-lmms-eval model counts as ``full``, since it runs unmodified attention.
+lmms-eval model counts as ``full``, since it runs unmodified attention. A task's breakdown
+metrics (``accuracy_direction``, ... next to ``accuracy``) form a second table.
+
+``write_leaderboard`` writes both as Markdown and CSV, and a self-contained HTML page (tables
+plus a plot of score against the kept share of attention edges, embedded as a PNG).
 """
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import json
 from pathlib import Path
 
 import pandas as pd
 from lmms_eval.utils import simple_parse_args_string
 
+from .atomic import atomic_write_text
 from .regimes import PARAMETERS
 
 COLUMNS = ["checkpoint", "model", "regime", "task", "metric", "score", "stderr", "delta_vs_full", "samples",
            "attention_edges", "attention_kept", "source"]
+KEY = ["checkpoint", "task", "regime"]  # one row per key; the regression gate matches rows on it
 
 
 def _regime_label(model_args: dict) -> str:
@@ -33,6 +42,22 @@ def _main_metric(metrics: dict, higher_is_better: dict) -> str:
         return "accuracy"
     preferred = [name for name in names if higher_is_better.get(name) is True]
     return (preferred or names)[0]
+
+
+def results_files(paths: list[str | Path]) -> list[Path]:
+    """The results JSONs named, a folder standing for every ``*_results.json`` under it."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(path.rglob("*_results.json"))
+            if not found:
+                raise ValueError(f"{path} holds no lmms-eval results file (*_results.json)")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ValueError(f"{path} is neither a results file nor a folder")
+    return files
 
 
 def result_rows(path: str | Path) -> list[dict]:
@@ -58,12 +83,31 @@ def result_rows(path: str | Path) -> list[dict]:
             "attention_edges": metrics.get("attention_edges,none"),
             "attention_kept": metrics.get("attention_kept,none"),
             "source": str(path),
+            "categories": _categories(metrics, metric),
         })
     return rows
 
 
+def _categories(metrics: dict, metric: str) -> dict[str, float]:
+    """The task's per-category scores of its main metric (``accuracy_direction`` -> "direction")."""
+    prefix = f"{metric}_"
+    return {key.split(",")[0].removeprefix(prefix): value for key, value in metrics.items()
+            if key.startswith(prefix) and key.endswith(",none") and "stderr" not in key
+            and isinstance(value, (int, float))}
+
+
 def build_leaderboard(paths: list[str | Path]) -> pd.DataFrame:
-    table = pd.DataFrame([row for path in paths for row in result_rows(path)], columns=COLUMNS)
+    """One row per checkpoint x regime x task of the results files (or folders) named.
+
+    Two results for the same row (a rerun left in the same folder) are an error, since either
+    could be the one meant.
+    """
+    rows = [row for path in results_files(paths) for row in result_rows(path)]
+    table = pd.DataFrame(rows, columns=[*COLUMNS, "categories"])
+    repeated = table[table.duplicated(KEY, keep=False)]
+    if not repeated.empty:
+        listing = "; ".join(f"{key}: {', '.join(group['source'])}" for key, group in repeated.groupby(KEY))
+        raise ValueError(f"several results for the same checkpoint, task and regime ({listing}); name one of each")
     full = table[table["regime"] == "full"].drop_duplicates(["checkpoint", "task"])
     baseline = full.set_index(["checkpoint", "task"])["score"]
     keys = list(zip(table["checkpoint"], table["task"]))
@@ -80,6 +124,77 @@ def _regime_order(label: str) -> str:
     return f"{order.index(name) if name in order else len(order)}:{label}"
 
 
+def category_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per-category scores (one column per category) of the rows whose task reports them."""
+    return pd.DataFrame([{**dict(zip(KEY, key)), **scores}
+                         for *key, scores in table[[*KEY, "categories"]].itertuples(index=False) if scores])
+
+
 def to_markdown(table: pd.DataFrame) -> str:
-    shown = table.drop(columns=["source", "model"])
-    return shown.to_markdown(index=False, floatfmt=".4g")
+    shown = table.drop(columns=["source", "model", "categories"]).to_markdown(index=False, floatfmt=".4g")
+    per_category = category_table(table)
+    if per_category.empty:
+        return shown
+    return f"{shown}\n\nScore per category:\n\n{per_category.to_markdown(index=False, floatfmt='.3f')}"
+
+
+def plot_png(table: pd.DataFrame) -> bytes:
+    """Score against the kept share of attention edges, one series per checkpoint and task.
+
+    A row without edge counts (an upstream model, running plain attention) is drawn at 1.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5), dpi=110)
+    for (checkpoint, task), rows in table.groupby(["checkpoint", "task"], sort=False):
+        kept = rows["attention_kept"].astype(float).fillna(1.0)
+        axes.errorbar(kept, rows["score"], yerr=rows["stderr"].astype(float).fillna(0.0), fmt="o", capsize=3,
+                      label=f"{checkpoint} / {task}")
+        for x, y, regime in zip(kept, rows["score"], rows["regime"]):
+            axes.annotate(regime, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    axes.set_xlabel("attention edges kept (share of full causal)")
+    axes.set_ylabel("score (± stderr)")
+    axes.set_xlim(max(0.0, table["attention_kept"].astype(float).fillna(1.0).min() - 0.1), 1.02)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="lower right")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")  # long regime labels stay whole
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def to_html(table: pd.DataFrame, title: str = "lmms-eval-flow leaderboard") -> str:
+    """One self-contained page: the plot (an embedded PNG) and both tables."""
+    image = base64.b64encode(plot_png(table)).decode()
+    per_category = category_table(table)
+    sections = [
+        f"<h1>{html.escape(title)}</h1>",
+        f'<img alt="score against kept attention edges" src="data:image/png;base64,{image}">',
+        "<h2>Checkpoint x regime x task</h2>",
+        table.drop(columns="categories").to_html(index=False, float_format=lambda x: f"{x:.4g}", na_rep=""),
+    ]
+    if not per_category.empty:
+        sections += ["<h2>Score per category</h2>", per_category.to_html(index=False, float_format=lambda x: f"{x:.3f}")]
+    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px;margin-bottom:2em}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head>\n<body>\n" + "\n".join(sections) + "\n</body></html>\n")
+
+
+def write_leaderboard(table: pd.DataFrame, folder: str | Path) -> list[Path]:
+    """``leaderboard.md``, ``leaderboard.csv`` (plus ``leaderboard_categories.csv`` where tasks
+    report categories) and ``leaderboard.html`` in ``folder``; returns their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / "leaderboard.md", folder / "leaderboard.csv"]
+    atomic_write_text(written[0], to_markdown(table) + "\n")
+    atomic_write_text(written[1], table.drop(columns="categories").to_csv(index=False))
+    if not category_table(table).empty:
+        written.append(folder / "leaderboard_categories.csv")
+        atomic_write_text(written[-1], category_table(table).to_csv(index=False))
+    written.append(folder / "leaderboard.html")
+    atomic_write_text(written[-1], to_html(table))
+    return written
