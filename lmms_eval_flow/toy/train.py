@@ -1,0 +1,288 @@
+"""Train the embedded default from scratch on CPU: ``python -m lmms_eval_flow.toy.train --output DIR``.
+
+A tiny Qwen2.5-VL (the real config, processor and model classes, built by ``tiny_models``) learns
+``flow_temporal_toy`` by teacher-forced cross-entropy on the answer tokens (the option letter and
+``<|im_end|>``) of prompts built exactly as lmms-eval's chat Qwen2.5-VL builds them at evaluation
+(``ChatEncoder``): the task's own ``doc_to_messages``, the same chat template, the same video
+sampling and processor settings as the demo. Train and test therefore see the same token layout.
+
+Each training clip goes through that pipeline once; its tensors are kept and reused every
+epoch. The weights are written in bfloat16, the dtype lmms-eval loads; the demo widens them to
+float32 again (``dtype=float32``, several times faster on CPU). ``training.json`` records the
+command, seed, time and the per-type accuracy on a held-out split of the trained float32
+weights, of the shipped (bfloat16-rounded) weights run in float32, and of those run in bfloat16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import shlex
+import shutil
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import decord
+import torch
+from lmms_eval.protocol import ChatMessages
+from qwen_vl_utils import process_vision_info
+from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+from lmms_eval_flow.clips import RENDER_VERSION
+from lmms_eval_flow.tasks.flow_temporal_toy import utils as task
+from lmms_eval_flow.tiny_models import TinySizes, make_tiny_model
+
+from . import PAPERS_DEPTH, REGIMES_FILE, scaled_settings
+from .benchmark import QUESTION_TYPES, generate_docs
+
+# The video settings the demo passes as model arguments: 56x56 frames, 8 sampled frames, so a
+# clip is 4 temporal patches of 2x2 merged tokens (16 video tokens).
+VIDEO_ARGS = {"max_pixels": 3136, "min_pixels": 3136, "max_num_frames": 8}
+# The shipped toy's sizes. Its LM has 7 layers, not the 7B's 28: on two shared CPU cores a
+# 28-layer LM was still at chance after the steps a 60-minute run affords, a 7-layer one learns;
+# the papers' layer settings are scaled to 7 layers (``flow_regimes.json``, see ``toy/__init__``).
+# The weights start at about 1/sqrt(width) rather than Qwen's 0.02 (see ``TinySizes``).
+TOY_SIZES = TinySizes(hidden=128, intermediate=256, heads=4, kv_heads=2, layers=7, vision_hidden=64,
+                      vision_intermediate=128, vision_heads=2, vision_depth=2, initializer_range=0.08)
+
+
+@dataclass
+class Example:
+    """One doc as the model sees it: the prompt and answer ids and the video's processor outputs."""
+
+    category: str
+    input_ids: torch.Tensor  # prompt then answer tokens
+    mm_token_type_ids: torch.Tensor
+    answer_start: int  # where the answer tokens begin in input_ids
+    pixel_values_videos: torch.Tensor
+    video_grid_thw: torch.Tensor
+    second_per_grid_ts: torch.Tensor
+
+
+class ChatEncoder:
+    """A doc's model inputs, built by the calls lmms-eval's chat Qwen2.5-VL makes at evaluation
+    (``lmms_eval.models.chat.qwen2_5_vl.Qwen2_5_VL.generate_until``, batch size 1)."""
+
+    def __init__(self, model_dir: str | Path, max_pixels: int, min_pixels: int, max_num_frames: int) -> None:
+        self.processor = AutoProcessor.from_pretrained(model_dir, max_pixels=max_pixels, min_pixels=min_pixels)
+        self.max_pixels, self.min_pixels, self.max_num_frames = max_pixels, min_pixels, max_num_frames
+        tokenizer = self.processor.tokenizer
+        self.answer_suffix = [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+
+    def prompt(self, doc: dict) -> dict[str, torch.Tensor]:
+        """The processor outputs of the doc's prompt, as lmms-eval passes them to ``generate``."""
+        chat = ChatMessages(messages=task.doc_to_messages(doc))
+        _, videos, _ = chat.extract_media()
+        # As lmms-eval: as many frames as asked for and the clip has, rounded down to an even count.
+        frames = max(2, min(self.max_num_frames, len(decord.VideoReader(videos[0]))) // 2 * 2)
+        video_kwargs = {"max_pixels": self.max_pixels, "min_pixels": self.min_pixels, "nframes": frames}
+        messages = [chat.to_hf_messages(video_kwargs=video_kwargs)]
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        images, video_inputs, _ = process_vision_info(messages, return_video_kwargs=True, return_video_metadata=True)
+        video_inputs, metadata = zip(*video_inputs)
+        return self.processor(text=text, images=images, videos=list(video_inputs), video_metadata=list(metadata),
+                              padding=True, padding_side="right", return_tensors="pt")
+
+    def __call__(self, doc: dict) -> Example:
+        inputs = self.prompt(doc)
+        answer = self.processor.tokenizer.encode(task.doc_to_target(doc)) + self.answer_suffix
+        prompt_ids = inputs["input_ids"][0]
+        return Example(
+            category=doc["category"],
+            input_ids=torch.cat([prompt_ids, torch.tensor(answer)]),
+            mm_token_type_ids=torch.cat([inputs["mm_token_type_ids"][0], torch.zeros(len(answer), dtype=torch.long)]),
+            answer_start=len(prompt_ids),
+            pixel_values_videos=inputs["pixel_values_videos"],
+            video_grid_thw=inputs["video_grid_thw"],
+            second_per_grid_ts=inputs["second_per_grid_ts"],
+        )
+
+
+def collate(examples: list[Example], dtype: torch.dtype, pad_id: int) -> tuple[dict, torch.Tensor]:
+    """A right-padded batch and its labels (-100 except on the answer tokens)."""
+    length = max(len(e.input_ids) for e in examples)
+    input_ids = torch.full((len(examples), length), pad_id)
+    mm_token_type_ids = torch.zeros((len(examples), length), dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), length), dtype=torch.long)
+    labels = torch.full((len(examples), length), -100)
+    for row, e in enumerate(examples):
+        n = len(e.input_ids)
+        input_ids[row, :n], mm_token_type_ids[row, :n], attention_mask[row, :n] = e.input_ids, e.mm_token_type_ids, 1
+        labels[row, e.answer_start:n] = e.input_ids[e.answer_start:]
+    batch = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "mm_token_type_ids": mm_token_type_ids,
+        "pixel_values_videos": torch.cat([e.pixel_values_videos for e in examples]).to(dtype),
+        "video_grid_thw": torch.cat([e.video_grid_thw for e in examples]),
+        "second_per_grid_ts": torch.cat([e.second_per_grid_ts for e in examples]),
+    }
+    return batch, labels
+
+
+def encode_split(encoder: ChatEncoder, split: str, per_type: int, seed: int, cache: Path | None, log) -> list[Example]:
+    """The encoded docs of a generated split, read from ``cache`` when an earlier run with the same
+    tokenizer and video settings stored them there."""
+    if cache:
+        tokenizer = hashlib.sha256(encoder.processor.tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:12]
+        path = cache / f"{split}-{per_type}-seed{seed}-{tokenizer}-{RENDER_VERSION}-{VIDEO_ARGS['max_pixels']}.pt"
+        if path.exists():
+            log(f"{split} docs read from {path}")
+            return [Example(**fields) for fields in torch.load(path)]
+    started, examples = time.monotonic(), []
+    docs = generate_docs(split, per_type, seed)
+    for i, doc in enumerate(docs, 1):
+        examples.append(encoder(doc))
+        if i % 500 == 0 or i == len(docs):
+            log(f"encoded {i}/{len(docs)} {split} docs ({time.monotonic() - started:.0f} s)")
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+        torch.save([dataclasses.asdict(e) for e in examples], path)
+    return examples
+
+
+@torch.no_grad()
+def accuracy(model, examples: list[Example], pad_id: int, batch_size: int = 64) -> dict[str, float]:
+    """Per-type share of docs whose greedy first answer token is the right letter (as lmms-eval's
+    greedy generation would start), in the model's current dtype."""
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    hits = defaultdict(list)
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        batch, _ = collate(chunk, dtype, pad_id)
+        logits = model(**batch).logits
+        for row, e in enumerate(chunk):
+            predicted = logits[row, e.answer_start - 1].argmax()
+            hits[e.category].append(float(predicted == e.input_ids[e.answer_start]))
+    model.train()
+    per_type = {kind: sum(values) / len(values) for kind, values in hits.items()}
+    per_type["all"] = sum(sum(v) for v in hits.values()) / sum(len(v) for v in hits.values())
+    return per_type
+
+
+def learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(output: str | Path, *, steps: int, batch_size: int = 32, lr: float = 1e-3, warmup: int = 50,
+          train_per_type: int = 2000, val_per_type: int = 40, seed: int = 0, sizes: TinySizes = TOY_SIZES,
+          eval_every: int = 250, log_every: int = 25, threads: int | None = None, cache: str | Path | None = None,
+          command: str | None = None, log=print) -> dict:
+    """Train a toy from scratch into ``output`` and return its ``training.json`` record."""
+    started = time.monotonic()
+    output = Path(output)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    random.seed(seed)
+    # The tokenizer learns the benchmark's words (from a split of its own) as whole tokens.
+    vocabulary = [task.doc_to_text(doc) for doc in generate_docs("vocabulary", 20, seed)]
+    make_tiny_model(output, seed=seed, sizes=sizes, extra_corpus=vocabulary)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(output, dtype=torch.float32)
+    encoder = ChatEncoder(output, **VIDEO_ARGS)
+    pad_id = encoder.processor.tokenizer.pad_token_id
+    log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {sizes}")
+    cache = Path(cache) if cache else None
+    train_set = encode_split(encoder, "train", train_per_type, seed, cache, log)
+    val_set = encode_split(encoder, "val", val_per_type, seed, cache, log)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    order = random.Random(seed)
+    queue: list[int] = []
+    history = []
+    model.train()
+    for step in range(steps):
+        if len(queue) < batch_size:  # a fresh shuffle of the training set per epoch
+            queue += order.sample(range(len(train_set)), len(train_set))
+        batch, labels = collate([train_set[i] for i in queue[:batch_size]], torch.float32, pad_id)
+        del queue[:batch_size]
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, steps, lr, warmup)
+        loss = model(**batch, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        history.append(loss.item())
+        if (step + 1) % log_every == 0:
+            log(f"step {step + 1}/{steps} loss {sum(history[-log_every:]) / log_every:.4f} "
+                f"lr {optimizer.param_groups[0]['lr']:.2e} ({time.monotonic() - started:.0f} s)")
+        if eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
+            log(f"step {step + 1} validation accuracy: {_rounded(accuracy(model, val_set, pad_id))}")
+
+    trained_accuracy = accuracy(model, val_set, pad_id)
+    model.to(torch.bfloat16)
+    model.save_pretrained(output)
+    if sizes.layers != PAPERS_DEPTH:
+        (output / REGIMES_FILE).write_text(json.dumps({
+            "depth": sizes.layers,
+            "settings": scaled_settings(sizes.layers),
+            "provenance": f"the papers' settings for a {PAPERS_DEPTH}-layer LM, layer l moved to "
+                          f"ceil(l * {sizes.layers} / {PAPERS_DEPTH}) (lmms_eval_flow.toy.scaled_settings)",
+        }, indent=2) + "\n")
+    bfloat16_accuracy = accuracy(model, val_set, pad_id)
+    shipped_accuracy = accuracy(model.to(torch.float32), val_set, pad_id)
+    log(f"validation accuracy: trained {_rounded(trained_accuracy)}, shipped in float32 {_rounded(shipped_accuracy)}, "
+        f"shipped in bfloat16 {_rounded(bfloat16_accuracy)}")
+    record = {
+        "command": command,
+        "seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr, "warmup": warmup,
+        "train_docs": len(train_set), "validation_docs": len(val_set), "sizes": dataclasses.asdict(sizes),
+        "video_args": VIDEO_ARGS, "threads": torch.get_num_threads(), "minutes": (time.monotonic() - started) / 60,
+        "validation_accuracy": {"trained_float32": trained_accuracy, "shipped_float32": shipped_accuracy,
+                                "shipped_bfloat16": bfloat16_accuracy},
+        "loss_curve_every": log_every,  # steps averaged per point of loss_curve
+        "loss_curve": [round(sum(history[i:i + log_every]) / len(history[i:i + log_every]), 4)
+                       for i in range(0, steps, log_every)],
+    }
+    (output / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def _rounded(per_type: dict[str, float]) -> dict[str, float]:
+    return {kind: round(value, 3) for kind, value in per_type.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lmms_eval_flow.toy.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", required=True, help="checkpoint folder to write")
+    parser.add_argument("--steps", type=int, default=4500)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (cosine decay to a tenth)")
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--train-per-type", type=int, default=2000, help="training docs per question type")
+    parser.add_argument("--val-per-type", type=int, default=40, help="held-out docs per question type")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-every", type=int, default=500, help="steps between validation reports (0: none)")
+    parser.add_argument("--log-every", type=int, default=25, help="steps per reported mean loss")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: these small matrices gain little from more, and "
+                             "threads that wait for each other on a shared machine lose a lot)")
+    parser.add_argument("--cache", default=None, help="folder to keep encoded docs in between runs")
+    for field in dataclasses.fields(TinySizes):
+        default = getattr(TOY_SIZES, field.name)
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(default), default=default)
+    args = parser.parse_args(argv)
+    sizes = TinySizes(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TinySizes)})
+    train(args.output, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+          train_per_type=args.train_per_type, val_per_type=args.val_per_type, seed=args.seed, sizes=sizes,
+          eval_every=args.eval_every, log_every=args.log_every, threads=args.threads, cache=args.cache,
+          command=shlex.join(["python", "-m", "lmms_eval_flow.toy.train", *(argv if argv is not None else sys.argv[1:])]),
+          log=lambda line: print(line, flush=True))
+
+
+if __name__ == "__main__":
+    main()
