@@ -3,9 +3,9 @@ the model loads, replies that carry their sample's attention edges, samples that
 one instead of ending the run, and runs that resume where they were interrupted.
 
 A family wrapper subclasses ``FlowModel`` and lmms-eval's own wrapper for that family
-(``class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL)``), calls ``parse_flow_arguments`` first in its
-``__init__``, loads through lmms-eval, then calls ``start_regime`` with a ``RegimeSession`` built
-on the loaded model with the family's layout function.
+(``class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL)``) and says which checkpoints it takes and how a
+``RegimeSession`` (the family's layout function) goes on the loaded model; ``FlowModel.__init__``
+checks the arguments before any weights load, loads through lmms-eval, then starts the regime.
 
 How generation is followed. lmms-eval's chat wrappers build each prompt from the request's
 ``doc_to_messages`` right before running it, run a batch (one prefill), and report each answer
@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import os
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
 from lmms_eval.api.model import CacheHook
@@ -68,7 +69,8 @@ class FlowArguments:
     backend: str
 
 
-def parse_flow_arguments(model_name: str, regime: str, depth: int, kwargs: dict, upstream_arguments) -> tuple[FlowArguments, dict]:
+def parse_flow_arguments(model_name: str, regime: str, depth: int, kwargs: dict, upstream_arguments,
+                         own_arguments=()) -> tuple[FlowArguments, dict]:
     """Split ``--model_args`` into our validated arguments and those for lmms-eval's wrapper.
 
     Runs before any weights load, so a typo costs seconds, not a model load.
@@ -83,7 +85,7 @@ def parse_flow_arguments(model_name: str, regime: str, depth: int, kwargs: dict,
     if unknown:
         raise ValueError(
             f"unknown model argument(s) {', '.join(unknown)} for {model_name}; valid: regime, attention_backend, "
-            f"{', '.join(PARAMETERS)}, the run options {', '.join(RUN_OPTIONS)} and lmms-eval's arguments "
+            f"{', '.join((*PARAMETERS, *own_arguments))}, the run options {', '.join(RUN_OPTIONS)} and lmms-eval's arguments "
             f"{', '.join(upstream_arguments)}"
         )
     if backend not in BACKENDS:
@@ -180,12 +182,43 @@ class VideoTokenBudgetExceeded(RuntimeError):
 
 
 class FlowModel:
-    """Mixin for an lmms-eval chat wrapper: run its generation under ``self.session``'s regime."""
+    """Mixin for an lmms-eval chat wrapper: run its generation under ``self.session``'s regime.
+
+    A family's wrapper (``class XFlow(FlowModel, LmmsEvalX)``) names itself and the checkpoints
+    it takes, and says how to put a regime on the loaded model (``regime_session``); the
+    arguments are checked before any weights load, then lmms-eval's wrapper loads the model.
+    """
+
+    model_name: ClassVar[str]  # the --model name, for messages
+    checkpoint_type: ClassVar[str]  # config.model_type of the checkpoints it loads
+    upstream_arguments: ClassVar[tuple[str, ...]]  # lmms-eval's own model arguments (lmms_eval_arguments)
+    own_arguments: ClassVar[tuple[str, ...]] = ()  # the family's further named arguments, for messages
 
     regime: Regime
     session: RegimeSession
     run_options: RunOptions = RunOptions()
     ledger: EdgeLedger | None = None  # set when lmms-eval builds the model (create_from_arg_string)
+
+    def __init__(self, pretrained: str, regime: str = "full", **kwargs) -> None:
+        config = checkpoint_config(pretrained, self.model_name, self.checkpoint_type)
+        flow, kwargs = parse_flow_arguments(self.model_name, regime, config.text_config.num_hidden_layers, kwargs,
+                                            self.upstream_arguments, self.own_arguments)
+        self.check_regime(config, flow.regime)
+        self.regime = flow.regime
+        self.load_model(pretrained, **kwargs)
+        self.start_regime(self.regime_session(flow.backend))
+
+    def check_regime(self, config, regime: Regime) -> None:
+        """Refuse, before the weights load, what this family cannot run with ``regime`` (by
+        default everything runs)."""
+
+    def load_model(self, pretrained: str, **kwargs) -> None:
+        """Load through lmms-eval's wrapper (the next class after this mixin)."""
+        super().__init__(pretrained=pretrained, **kwargs)
+
+    def regime_session(self, backend: str) -> RegimeSession:
+        """The family's ``apply_regime`` on the loaded model."""
+        raise NotImplementedError(f"{type(self).__name__} must say how a regime is put on its model")
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):

@@ -17,7 +17,8 @@ trip over transformers 5.23 in three places:
 ``LmmsEvalProcessor`` wraps the loaded processor so those calls work: video paths are decoded
 with transformers' own ``load_video`` on PyAV (every frame, with the file's metadata, as the
 processor's own decoding would give), and empty media lists are left out. Every other attribute
-is the processor's own, so the wrapper's prompting is untouched.
+is the processor's own, so the wrapper's prompting is untouched. ``HuggingfaceChatFlow`` is the
+flow model on ``huggingface`` with those fixes, for the families lmms-eval has no wrapper for.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from unittest import mock
 from lmms_eval.models.chat import huggingface
 from transformers import AutoModelForImageTextToText
 from transformers.video_utils import load_video
+
+from .flow_model import FlowModel, lmms_eval_arguments
 
 
 @contextmanager
@@ -53,3 +56,19 @@ class LmmsEvalProcessor:
         if audios:
             kwargs["audio"] = audios
         return self.processor(*args, images=images or None, videos=videos or None, **kwargs)
+
+
+class HuggingfaceChatFlow(FlowModel, huggingface.Huggingface):
+    """A flow model on lmms-eval's generic ``huggingface`` chat wrapper, loaded with its LM head
+    and a processor it can call; a family sets its names and ``regime_session``."""
+
+    is_simple = False
+    upstream_arguments = lmms_eval_arguments(huggingface.Huggingface.__init__)
+
+    def load_model(self, pretrained: str, **kwargs) -> None:
+        if int(kwargs.get("batch_size", 1)) != 1:
+            raise ValueError(f"{self.model_name} runs batch_size=1 only (got {kwargs['batch_size']}): lmms-eval's "
+                             "huggingface chat path builds every prompt of a batch from its first request")
+        with loading_with_lm_head():
+            super().load_model(pretrained, **kwargs)
+        self.processor = LmmsEvalProcessor(self.processor)

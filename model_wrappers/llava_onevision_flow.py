@@ -20,14 +20,11 @@ from lmms_eval.models.simple.llava_hf import LlavaHf as LlavaHfSimple
 from transformers import LlavaOnevisionForConditionalGeneration
 
 from lmms_eval_flow.family_layout import PromptText, first_after, layout_after_video, row_ids, runs_of, text_only_layout
-from lmms_eval_flow.flow_model import FlowModel, checkpoint_config, lmms_eval_arguments, parse_flow_arguments
+from lmms_eval_flow.flow_model import FlowModel, lmms_eval_arguments
 from lmms_eval_flow.layout import TokenLayout
 from lmms_eval_flow.lmms_eval_compat import LmmsEvalProcessor
 from lmms_eval_flow.regimes import Regime
 from lmms_eval_flow.session import RegimeSession
-
-_LMMS_EVAL_ARGUMENTS = lmms_eval_arguments(LlavaHfSimple.__init__)
-
 
 def tokens_per_frame(config) -> int:
     """The pooled tokens of one frame: the tower's patch grid halved per side, rounded up."""
@@ -69,12 +66,12 @@ class LlavaOnevisionFlow(FlowModel, LlavaHf):
     """LLaVA-OneVision with ``regime=full|effective|random|staged|temporal_exit`` and its parameters."""
 
     is_simple = False
+    model_name, checkpoint_type = "llava_onevision_flow", "llava_onevision"
+    upstream_arguments = lmms_eval_arguments(LlavaHfSimple.__init__)
 
-    def __init__(self, pretrained: str, regime: str = "full", **kwargs) -> None:
-        config = checkpoint_config(pretrained, "llava_onevision_flow", "llava_onevision")
-        flow, kwargs = parse_flow_arguments("llava_onevision_flow", regime, config.text_config.num_hidden_layers,
-                                            kwargs, _LMMS_EVAL_ARGUMENTS)
-        self.regime = flow.regime
-        super().__init__(pretrained=pretrained, **kwargs)
+    def load_model(self, pretrained: str, **kwargs) -> None:
+        super().load_model(pretrained, **kwargs)
         self._image_processor = LmmsEvalProcessor(self._image_processor)
-        self.start_regime(apply_regime(self.model, self.tokenizer, self.regime, flow.backend))
+
+    def regime_session(self, backend: str) -> RegimeSession:
+        return apply_regime(self.model, self.tokenizer, self.regime, backend)

@@ -14,16 +14,13 @@ from accelerate import Accelerator, DistributedType
 from lmms_eval.api.model import lmms
 from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
 from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as Qwen2_5_VLSimple
-from transformers import AutoConfig, AutoProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+from transformers import AutoProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
-from lmms_eval_flow.flow_model import FlowModel, lmms_eval_arguments, parse_flow_arguments
+from lmms_eval_flow.flow_model import FlowModel, lmms_eval_arguments
 from lmms_eval_flow.layout import TokenLayout, option_spans
 from lmms_eval_flow.perturbations import Perturbed, parse_perturbations
 from lmms_eval_flow.regimes import Regime
 from lmms_eval_flow.session import RegimeSession
-
-_LMMS_EVAL_ARGUMENTS = lmms_eval_arguments(Qwen2_5_VLSimple.__init__)
-
 
 def qwen2_5_vl_layout(kwargs: dict, row: int, *, video_token_id: int, end_of_turn_id: int,
                       special_ids: set[int], merge_size: int, token_texts=None) -> TokenLayout:
@@ -92,26 +89,35 @@ class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL):
     """
 
     is_simple = False
+    model_name, checkpoint_type = "qwen2_5_vl_flow", "qwen2_5_vl"
+    upstream_arguments = lmms_eval_arguments(Qwen2_5_VLSimple.__init__)
+    own_arguments = ("perturb", "perturb_seed", "dtype")
 
     def __init__(self, pretrained: str, regime: str = "full", perturb: str | None = None, perturb_seed: int = 0,
                  dtype: str = "bfloat16", **kwargs) -> None:
         if dtype not in ("bfloat16", "float32"):
             raise ValueError(f"dtype={dtype!r} is not supported; valid: bfloat16 (lmms-eval's), float32")
-        depth = AutoConfig.from_pretrained(pretrained).text_config.num_hidden_layers
-        flow, kwargs = parse_flow_arguments("qwen2_5_vl_flow", regime, depth, kwargs, _LMMS_EVAL_ARGUMENTS)
-        self.regime = flow.regime
-        perturbations = parse_perturbations(perturb, depth, self.regime) if perturb else ()
         if not isinstance(perturb_seed, int) or isinstance(perturb_seed, bool) or perturb_seed < 0:
             raise ValueError(f"perturb_seed={perturb_seed!r} must be a non-negative integer")
+        self._perturb, self._dtype = perturb, getattr(torch, dtype)
+        super().__init__(pretrained, regime, **kwargs)
+        text_model = self.model.model.language_model
+        self.perturbed = Perturbed(text_model, text_model.layers, self._perturbations, perturb_seed)
+
+    def check_regime(self, config, regime: Regime) -> None:
+        depth = config.text_config.num_hidden_layers
+        self._perturbations = parse_perturbations(self._perturb, depth, regime) if self._perturb else ()
+
+    def load_model(self, pretrained: str, **kwargs) -> None:
         accelerator = Accelerator()
         if accelerator.distributed_type == DistributedType.MULTI_CPU:
             self._init_cpu_process(accelerator, pretrained=pretrained, **kwargs)
         else:
-            super().__init__(pretrained=pretrained, **kwargs)
-        self._model.to(getattr(torch, dtype))  # loaded as bfloat16; widening to float32 is exact
-        self.start_regime(apply_regime(self.model, self.processor.tokenizer, self.regime, flow.backend))
-        text_model = self.model.model.language_model
-        self.perturbed = Perturbed(text_model, text_model.layers, perturbations, perturb_seed)
+            super().load_model(pretrained, **kwargs)
+        self._model.to(self._dtype)  # loaded as bfloat16; widening to float32 is exact
+
+    def regime_session(self, backend: str) -> RegimeSession:
+        return apply_regime(self.model, self.processor.tokenizer, self.regime, backend)
 
     def _init_cpu_process(self, accelerator: Accelerator, **kwargs) -> None:
         """One process of a multi-process CPU run (accelerate's MULTI_CPU, as in CI).

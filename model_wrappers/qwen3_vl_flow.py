@@ -26,12 +26,11 @@ from lmms_eval.models.simple.qwen3_vl import Qwen3_VL as Qwen3_VLSimple
 from transformers import Qwen3VLForConditionalGeneration
 
 from lmms_eval_flow.family_layout import PromptText, first_after, layout_after_video, row_ids, runs_of, text_only_layout
-from lmms_eval_flow.flow_model import FlowModel, checkpoint_config, lmms_eval_arguments, parse_flow_arguments
+from lmms_eval_flow.flow_model import FlowModel, lmms_eval_arguments
 from lmms_eval_flow.layout import TokenLayout
 from lmms_eval_flow.regimes import Regime
 from lmms_eval_flow.session import RegimeSession
 
-_LMMS_EVAL_ARGUMENTS = lmms_eval_arguments(Qwen3_VLSimple.__init__)
 TIMESTAMP = re.compile(r"<\d+(\.\d+)? seconds>")
 
 
@@ -85,12 +84,11 @@ class Qwen3_VLFlow(FlowModel, Qwen3_VL):
     """Qwen3-VL with ``regime=full|effective|random|staged|temporal_exit`` and its parameters."""
 
     is_simple = False
+    model_name, checkpoint_type = "qwen3_vl_flow", "qwen3_vl"
+    upstream_arguments = lmms_eval_arguments(Qwen3_VLSimple.__init__)
 
-    def __init__(self, pretrained: str, regime: str = "full", **kwargs) -> None:
-        config = checkpoint_config(pretrained, "qwen3_vl_flow", "qwen3_vl")
-        flow, kwargs = parse_flow_arguments("qwen3_vl_flow", regime, config.text_config.num_hidden_layers,
-                                            kwargs, _LMMS_EVAL_ARGUMENTS)
-        check_deepstack(config, flow.regime)
-        self.regime = flow.regime
-        super().__init__(pretrained=pretrained, **kwargs)
-        self.start_regime(apply_regime(self.model, self.processor.tokenizer, self.regime, flow.backend))
+    def check_regime(self, config, regime: Regime) -> None:
+        check_deepstack(config, regime)
+
+    def regime_session(self, backend: str) -> RegimeSession:
+        return apply_regime(self.model, self.processor.tokenizer, self.regime, backend)

@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import re
 
-from lmms_eval.models.chat.huggingface import Huggingface
 from transformers import VideoLlama3ForConditionalGeneration
 
 from lmms_eval_flow.family_layout import PromptText, first_after, layout_after_video, row_ids, runs_of, text_only_layout
-from lmms_eval_flow.flow_model import FlowModel, checkpoint_config, lmms_eval_arguments, parse_flow_arguments
 from lmms_eval_flow.layout import TokenLayout
-from lmms_eval_flow.lmms_eval_compat import LmmsEvalProcessor, loading_with_lm_head
+from lmms_eval_flow.lmms_eval_compat import HuggingfaceChatFlow
 from lmms_eval_flow.regimes import Regime
 from lmms_eval_flow.session import RegimeSession
 
-_LMMS_EVAL_ARGUMENTS = lmms_eval_arguments(Huggingface.__init__)
 # The text before a frame's visual tokens; every frame but the first starts with the separator.
 FRAME_HEADER = re.compile(r",?Time \d+(\.\d+)?s:")
 _LONGEST_HEADER = 24  # tokens; a header is about ten
@@ -68,20 +65,10 @@ def apply_regime(model: VideoLlama3ForConditionalGeneration, tokenizer, regime: 
                          lambda forward_kwargs, row: videollama3_layout(forward_kwargs, row, **layout_args), backend)
 
 
-class VideoLLaMA3Flow(FlowModel, Huggingface):
+class VideoLLaMA3Flow(HuggingfaceChatFlow):
     """VideoLLaMA3 with ``regime=full|effective|random|staged|temporal_exit`` and its parameters."""
 
-    is_simple = False
+    model_name, checkpoint_type = "videollama3_flow", "video_llama_3"
 
-    def __init__(self, pretrained: str, regime: str = "full", **kwargs) -> None:
-        config = checkpoint_config(pretrained, "videollama3_flow", "video_llama_3")
-        flow, kwargs = parse_flow_arguments("videollama3_flow", regime, config.text_config.num_hidden_layers,
-                                            kwargs, _LMMS_EVAL_ARGUMENTS)
-        if int(kwargs.get("batch_size", 1)) != 1:
-            raise ValueError(f"videollama3_flow runs batch_size=1 only (got {kwargs['batch_size']}): lmms-eval's "
-                             "huggingface chat path builds every prompt of a batch from its first request")
-        self.regime = flow.regime
-        with loading_with_lm_head():
-            super().__init__(pretrained=pretrained, **kwargs)
-        self.processor = LmmsEvalProcessor(self.processor)
-        self.start_regime(apply_regime(self.model, self.tokenizer, self.regime, flow.backend))
+    def regime_session(self, backend: str) -> RegimeSession:
+        return apply_regime(self.model, self.tokenizer, self.regime, backend)
