@@ -25,7 +25,10 @@ def no_model_loading(monkeypatch):
     ({"regime": "effective", "cross_frame": "6-45"}, r"cross_frame='6-45' is outside the model: its language model has 28 layers"),
     ({"regime": "effective", "video_question": "six"}, r"video_question='six' is not a layer range"),
     ({"regime": "staged", "exit_layer": 20}, r"exit_layer=20 does not apply to regime=staged"),
-    ({"regime": "full", "croSS_frame": "6-15"}, r"unknown model argument\(s\) croSS_frame for qwen2_5_vl_flow; valid: regime, .*cross_frame"),
+    ({"regime": "full", "croSS_frame": "6-15"}, r"unknown model argument\(s\) croSS_frame for qwen2_5_vl_flow; valid: regime, .*cross_frame.*perturb, perturb_seed, dtype"),
+    ({"dtype": "float16"}, r"dtype='float16' is not supported; valid: bfloat16 \(lmms-eval's\), float32"),
+    ({"perturb": "reverse_frames+no_rope@40"}, r"perturb no_rope layer='40' is outside the model: its language model has 28 layers"),
+    ({"perturb": "reverse_franes"}, r"'reverse_franes' is not a perturbation; valid: reverse_frames, reverse_positions"),
     ({"regime": "temporal_exit", "exit_layer": 29}, r"exit_layer=29 is not a layer of this model: give a number within 1-28"),
 ])
 def test_bad_arguments_fail_before_the_model_loads(tiny_model_dir, no_model_loading, model_args, message):
