@@ -112,11 +112,11 @@ class SamplePlan:
 
     # -- random ------------------------------------------------------------------------------
     @cached_property
-    def _random_region(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Causal pairs whose query and key both lie at or after the first video position."""
-        start = self.layout.video_start
-        rows, cols = torch.tril_indices(self.layout.length - start, self.layout.length - start)
-        return rows + start, cols + start
+    def _random_region(self) -> torch.Tensor:
+        """[M, M] bool: the causal pairs among the M positions from the first video position on,
+        the pairs ``random`` draws from (row-major order is the order of their scores)."""
+        size = self.layout.length - self.layout.video_start
+        return torch.ones(size, size, dtype=torch.bool).tril()
 
     def random_blocked(self, layer: int) -> int:
         """How many pairs ``random`` blocks in a layer: as many as the rules do, or 1 - keep of all."""
@@ -124,7 +124,8 @@ class SamplePlan:
         if regime.random_keep is None:
             return full - self.block_edges(regime.rules_at(layer))
         blocked = full - round(regime.random_keep * full)
-        region = len(self._random_region[0])
+        size = self.layout.length - self.layout.video_start
+        region = size * (size + 1) // 2
         if blocked > region:
             raise ValueError(
                 f"keep={regime.random_keep} needs {blocked} blocked pairs per layer, but this sample "
@@ -137,13 +138,36 @@ class SamplePlan:
         mask = torch.ones(self.layout.length, self.layout.length, dtype=torch.bool).tril()
         blocked = self.random_blocked(layer)
         if blocked:
-            rows, cols = self._random_region
+            region = self._random_region
             generator = torch.Generator().manual_seed(self.regime.random_seed * 1_000_003 + layer)
-            scores = torch.rand(len(rows), generator=generator)
-            # the `blocked` lowest scores (a selection, cheaper than sorting); ties at the threshold are rare
-            threshold = scores.kthvalue(blocked).values
+            pairs = len(region) * (len(region) + 1) // 2
+            scores = torch.rand(pairs, generator=generator)  # one per pair, in row-major order
+            # the `blocked` lowest scores; of the scores equal to the threshold, the first ones
+            threshold = kth_smallest_uniform(scores, blocked)
             chosen = scores < threshold
             ties = (scores == threshold).nonzero().squeeze(1)
             chosen[ties[: blocked - int(chosen.sum())]] = True
-            mask[rows[chosen], cols[chosen]] = False
+            drawn = torch.zeros_like(region)
+            drawn[region] = chosen
+            start = self.layout.video_start
+            mask[start:, start:] &= ~drawn
         return mask
+
+
+def kth_smallest_uniform(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th smallest (1-based) of ``scores`` drawn uniformly from [0, 1), exactly.
+
+    A selection over every candidate pair dominates ``random``'s mask at long prompts. For uniform
+    scores the k-th smallest lies near k/m, so count the scores below a band of 6 standard
+    deviations around it and select within the band; if the band misses (practically never),
+    select over all.
+    """
+    m = scores.numel()
+    share = k / m
+    spread = 6 * (share * (1 - share) / m) ** 0.5 + 1e-7
+    low, high = share - spread, share + spread
+    below = int((scores < low).sum())
+    band = scores[(scores >= low) & (scores < high)]
+    if below < k <= below + band.numel():
+        return band.kthvalue(k - below).values
+    return scores.kthvalue(k).values

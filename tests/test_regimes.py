@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from lmms_eval_flow.blocks import Run, runs_of
 from lmms_eval_flow.layers import format_layer_range, parse_layer, parse_layer_range
 from lmms_eval_flow.layout import TokenLayout
-from lmms_eval_flow.plan import SamplePlan, causal_edges
+from lmms_eval_flow.plan import SamplePlan, causal_edges, kth_smallest_uniform
 from lmms_eval_flow.regimes import REGIMES, build_regime, published_ranges
 
 LAYOUTS = [
@@ -206,6 +206,17 @@ def test_random_matches_effective_per_layer_and_is_seeded():
         assert torch.equal(seeded[0].allowed(layer), seeded[1].allowed(layer))
         assert not torch.equal(seeded[0].allowed(layer), seeded[2].allowed(layer))
     assert not torch.equal(seeded[0].allowed(3), seeded[0].allowed(4))  # drawn again per layer
+
+
+@pytest.mark.parametrize("m, k", [(1, 1), (10, 1), (10, 10), (1000, 1), (1000, 500), (1000, 1000), (200_000, 73_111)])
+def test_kth_smallest_of_uniform_scores_is_exact(m, k):
+    scores = torch.rand(m, generator=torch.Generator().manual_seed(m + k))
+    assert kth_smallest_uniform(scores, k) == scores.kthvalue(k).values
+
+
+def test_kth_smallest_falls_back_when_scores_are_not_uniform():
+    scores = torch.rand(1000, generator=torch.Generator().manual_seed(0)) ** 4  # crowded near 0
+    assert kth_smallest_uniform(scores, 500) == scores.kthvalue(500).values
 
 
 def test_random_blocks_only_at_or_after_first_video_position():
