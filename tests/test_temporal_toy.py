@@ -75,11 +75,23 @@ def test_answers_follow_from_the_pixels(kind):
         assert _answer_from_pixels(doc) == doc["options"][ascii_uppercase.index(doc["answer"])], doc["id"]
 
 
+SMALL_SIZES = TinySizes(hidden=32, intermediate=64, heads=2, kv_heads=1, layers=7, vision_hidden=32,
+                        vision_intermediate=64, vision_heads=2, vision_depth=1, initializer_range=0.15)
+
+
+def _train_small(folder, steps: int = 24) -> dict:
+    return train(folder, steps=steps, batch_size=8, lr=3e-3, warmup=4, train_per_type=8, val_per_type=2,
+                 sizes=SMALL_SIZES, eval_every=0, log_every=4, threads=1, log=lambda line: None)
+
+
+def test_training_reproduces_its_weights(tmp_path):
+    first, again = _train_small(tmp_path / "first", steps=6), _train_small(tmp_path / "again", steps=6)
+    assert first["loss_curve"] == again["loss_curve"]
+    assert (tmp_path / "first" / "model.safetensors").read_bytes() == (tmp_path / "again" / "model.safetensors").read_bytes()
+
+
 def test_a_few_training_steps_lower_the_loss(tmp_path):
-    sizes = TinySizes(hidden=32, intermediate=64, heads=2, kv_heads=1, layers=7, vision_hidden=32,
-                      vision_intermediate=64, vision_heads=2, vision_depth=1, initializer_range=0.15)
-    record = train(tmp_path / "toy", steps=24, batch_size=8, lr=3e-3, warmup=4, train_per_type=8, val_per_type=2,
-                   sizes=sizes, eval_every=0, log_every=4, threads=1, log=lambda line: None)
+    record = _train_small(tmp_path / "toy")
     losses = record["loss_curve"]
     assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2]), losses
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tmp_path / "toy")
