@@ -83,7 +83,7 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, tolerance: float = DE
         allowed = max(tolerance, z * difference_stderr(row.score_baseline, int(row.samples_baseline),
                                                        row.score_current, int(row.samples_current)))
         status = "REGRESSED" if drop > allowed else "improved" if -drop > allowed else "ok"
-        rows.append({**entry, "change": -drop, "allowed_drop": allowed, "status": status})
+        rows.append({**entry, "change": row.score_current - row.score_baseline, "allowed_drop": allowed, "status": status})
     columns = [*KEY, "metric", "baseline", "current", "change", "allowed_drop", "samples_baseline",
                "samples_current", "status"]
     return pd.DataFrame(rows).reindex(columns=columns).sort_values(KEY).reset_index(drop=True)
