@@ -37,6 +37,15 @@ def runs_of(ids: list[int], token_id: int) -> list[tuple[int, int]]:
     return runs
 
 
+def video_span(ids: list[int], video_token_id: int) -> tuple[int, int] | None:
+    """``(start, stop)`` of the sample's one run of video tokens; None without video. Several
+    videos are refused: the token groups know one."""
+    runs = runs_of(ids, video_token_id)
+    if len(runs) > 1:
+        raise ValueError("attention regimes need at most one video per sample; this sample has several")
+    return runs[0] if runs else None
+
+
 @dataclass(frozen=True)
 class PromptText:
     """What a layout needs of the tokenizer: which ids are special, and the text of ids."""

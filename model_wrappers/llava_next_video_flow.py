@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from transformers import LlavaNextVideoForConditionalGeneration
 
-from lmms_eval_flow.family_layout import PromptText, layout_after_video, row_ids, runs_of, text_only_layout
+from lmms_eval_flow.family_layout import PromptText, layout_after_video, row_ids, text_only_layout, video_span
 from lmms_eval_flow.layout import TokenLayout
 from lmms_eval_flow.lmms_eval_compat import HuggingfaceChatFlow
 from lmms_eval_flow.regimes import Regime
@@ -45,12 +45,10 @@ def llava_next_video_layout(forward_kwargs: dict, row: int, *, video_token_id: i
                             text: PromptText) -> TokenLayout:
     """Token groups of one row: ``<video>`` positions are the frames, ``frame_tokens`` each."""
     ids = row_ids(forward_kwargs, row)
-    runs = runs_of(ids, video_token_id)
-    if not runs:
+    span = video_span(ids, video_token_id)
+    if span is None:
         return text_only_layout(len(ids))
-    if len(runs) > 1:
-        raise ValueError("attention regimes need at most one video per sample; this sample has several")
-    start, stop = runs[0]
+    start, stop = span
     frames, extra = divmod(stop - start, frame_tokens)
     if extra:
         raise ValueError(f"{stop - start} video tokens are not frames of {frame_tokens} tokens")

@@ -19,7 +19,7 @@ from lmms_eval.models.chat.llava_hf import LlavaHf
 from lmms_eval.models.simple.llava_hf import LlavaHf as LlavaHfSimple
 from transformers import LlavaOnevisionForConditionalGeneration
 
-from lmms_eval_flow.family_layout import PromptText, first_after, layout_after_video, row_ids, runs_of, text_only_layout
+from lmms_eval_flow.family_layout import PromptText, first_after, layout_after_video, row_ids, text_only_layout, video_span
 from lmms_eval_flow.flow_model import FlowModel, lmms_eval_arguments
 from lmms_eval_flow.layout import TokenLayout
 from lmms_eval_flow.lmms_eval_compat import LmmsEvalProcessor
@@ -37,12 +37,10 @@ def llava_onevision_layout(forward_kwargs: dict, row: int, *, video_token_id: in
     """Token groups of one row: ``<video>`` positions are the frames, ``frame_tokens`` each, then
     the newline embedding (template); the question is the user's text up to ``<|im_end|>``."""
     ids = row_ids(forward_kwargs, row)
-    runs = runs_of(ids, video_token_id)
-    if not runs:
+    span = video_span(ids, video_token_id)
+    if span is None:
         return text_only_layout(len(ids))
-    if len(runs) > 1:
-        raise ValueError("attention regimes need at most one video per sample; this sample has several")
-    start, stop = runs[0]
+    start, stop = span
     frames, extra = divmod(stop - start - 1, frame_tokens)
     if extra or frames == 0:
         raise ValueError(f"{stop - start} video tokens are not frames of {frame_tokens} tokens plus one newline")

@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 # huggingface_hub and datasets read these once, at import: set them before anything imports them.
@@ -14,6 +15,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 
 from lmms_eval_flow import runner  # noqa: E402
+from lmms_eval_flow.attention import BatchPlan  # noqa: E402
+from lmms_eval_flow.plan import causal_edges  # noqa: E402
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
 # Frames of 56x56 pixels: each temporal patch (2 frames) becomes 2x2 = 4 tokens.
@@ -46,3 +49,35 @@ def run_lmms_eval(out_dir: Path, model: str, model_args: str, tasks: str = "flow
                   processes: int = 1) -> tuple[dict, dict[str, list[dict]]]:
     """The real lmms-eval CLI on our tasks; results JSON and logged samples per task."""
     return runner.run_lmms_eval(model, model_args, tasks, TASKS_DIR, out_dir, *extra, processes=processes)
+
+
+@dataclass
+class AppliedMask:
+    """One layer's call of the attention hook: the mask it handed to SDPA and the masks it held."""
+
+    layer: int
+    q_len: int
+    mask: object  # a bool tensor, or None for SDPA's own causal path
+    empty: object  # rows left with no key (given their own position to avoid NaN, then zeroed), or None
+    masks_held: int
+
+    @property
+    def allowed_pairs(self) -> int:
+        if self.mask is None:  # SDPA's causal path over the positions present
+            return causal_edges(self.q_len)
+        return int(self.mask.sum()) - (0 if self.empty is None else int(self.empty.sum()))
+
+
+@pytest.fixture
+def applied_masks(monkeypatch) -> list[AppliedMask]:
+    """Every call of the attention hook's ``BatchPlan.attention_mask`` in the test, in order."""
+    calls: list[AppliedMask] = []
+    original = BatchPlan.attention_mask
+
+    def spy(self, layer, q_len, kv_len, stock):
+        mask, empty = original(self, layer, q_len, kv_len, stock)
+        calls.append(AppliedMask(layer, q_len, mask, empty, len(self._masks)))
+        return mask, empty
+
+    monkeypatch.setattr(BatchPlan, "attention_mask", spy)
+    return calls

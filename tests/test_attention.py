@@ -6,7 +6,6 @@ import torch
 from qwen_vl_utils import process_vision_info
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-from lmms_eval_flow.attention import BatchPlan
 from lmms_eval_flow.clips import clip_path
 from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import apply_regime
 from lmms_eval_flow.plan import causal_edges
@@ -88,19 +87,10 @@ def test_generate_finds_the_same_layout_as_a_direct_forward(model, processor, in
 
 
 @torch.no_grad()
-def test_full_is_bit_identical_and_passes_no_mask(model, processor, inputs, full_logits, monkeypatch):
-    seen = []
-    original = BatchPlan.attention_mask
-
-    def spy(self, layer, q_len, kv_len, stock):
-        mask, empty = original(self, layer, q_len, kv_len, stock)
-        seen.append(mask)
-        return mask, empty
-
-    monkeypatch.setattr(BatchPlan, "attention_mask", spy)
+def test_full_is_bit_identical_and_passes_no_mask(model, processor, inputs, full_logits, applied_masks):
     logits, [plan] = forward(model, processor, inputs, build_regime("full", 28))
     assert torch.equal(logits, full_logits)
-    assert len(seen) == 28 and all(mask is None for mask in seen)  # SDPA's own causal path in every layer
+    assert len(applied_masks) == 28 and all(call.mask is None for call in applied_masks)  # SDPA's causal path
     assert plan.edges == plan.full_edges == 28 * causal_edges(inputs["input_ids"].shape[1])
 
 
@@ -127,40 +117,20 @@ def test_regime_keeps_positions_before_the_video_and_moves_the_answer(model, pro
 
 @pytest.mark.parametrize("name, params", [("full", {}), *REGIME_CASES])
 @torch.no_grad()
-def test_applied_masks_count_what_the_plan_counts(model, processor, inputs, monkeypatch, name, params):
-    applied = {}
-    original = BatchPlan.attention_mask
-
-    def spy(self, layer, q_len, kv_len, stock):
-        mask, empty = original(self, layer, q_len, kv_len, stock)
-        if mask is None:  # SDPA's causal path over the positions present
-            applied[layer] = causal_edges(q_len)
-        else:  # rows with no key were given their own position only to avoid NaN, then zeroed
-            applied[layer] = int(mask.sum()) - (0 if empty is None else int(empty.sum()))
-        return mask, empty
-
-    monkeypatch.setattr(BatchPlan, "attention_mask", spy)
+def test_applied_masks_count_what_the_plan_counts(model, processor, inputs, applied_masks, name, params):
     _, [plan] = forward(model, processor, inputs, build_regime(name, 28, **params), backend="dense")
-    assert [applied[layer] for layer in range(28)] == plan.edges_per_layer
+    assert [call.allowed_pairs for call in applied_masks] == plan.edges_per_layer
+    assert [call.layer for call in applied_masks] == list(range(28))
 
 
 @pytest.mark.parametrize("name, params", REGIME_CASES)
 @torch.no_grad()
-def test_masks_held_are_bounded_by_distinct_rule_sets_not_layers(model, processor, inputs, monkeypatch, name, params):
-    held = []
-    original = BatchPlan.attention_mask
-
-    def spy(self, layer, q_len, kv_len, stock):
-        result = original(self, layer, q_len, kv_len, stock)
-        held.append(len(self._masks))
-        return result
-
-    monkeypatch.setattr(BatchPlan, "attention_mask", spy)
+def test_masks_held_are_bounded_by_distinct_rule_sets_not_layers(model, processor, inputs, applied_masks, name, params):
     regime = build_regime(name, 28, **params)
     forward(model, processor, inputs, regime, backend="dense")
     # random draws a mask per layer, so it may hold only the current one
     bound = 1 if regime.random_seed is not None else len({regime.rules_at(layer) for layer in range(28)})
-    assert len(held) == 28 and max(held) <= bound
+    assert len(applied_masks) == 28 and max(call.masks_held for call in applied_masks) <= bound
 
 
 @pytest.mark.parametrize("name, params", REGIME_CASES)

@@ -7,7 +7,6 @@ import torch
 from family_cases import FAMILIES
 from transformers import AutoConfig, AutoProcessor
 
-from lmms_eval_flow.attention import BatchPlan
 from lmms_eval_flow.clips import clip_path
 from lmms_eval_flow.plan import causal_edges
 from lmms_eval_flow.regimes import build_regime
@@ -90,19 +89,10 @@ def test_layout_splits_the_video_into_the_frames_the_model_sees(case):
 
 
 @torch.no_grad()
-def test_full_is_bit_identical_and_passes_no_mask(case, monkeypatch):
-    seen = []
-    original = BatchPlan.attention_mask
-
-    def spy(self, layer, q_len, kv_len, stock):
-        mask, empty = original(self, layer, q_len, kv_len, stock)
-        seen.append(mask)
-        return mask, empty
-
-    monkeypatch.setattr(BatchPlan, "attention_mask", spy)
+def test_full_is_bit_identical_and_passes_no_mask(case, applied_masks):
     logits, plan = case.forward(build_regime("full", case.depth))
     assert torch.equal(logits, case.full_logits)
-    assert len(seen) == case.depth and all(mask is None for mask in seen)
+    assert len(applied_masks) == case.depth and all(call.mask is None for call in applied_masks)
     assert plan.edges == plan.full_edges == case.depth * causal_edges(case.inputs["input_ids"].shape[1])
     with case.session(build_regime("full", case.depth)):
         regime_tokens = case.model.generate(**case.inputs, max_new_tokens=4, do_sample=False)
@@ -111,21 +101,10 @@ def test_full_is_bit_identical_and_passes_no_mask(case, monkeypatch):
 
 @pytest.mark.parametrize("name, params", REGIME_CASES)
 @torch.no_grad()
-def test_applied_masks_count_what_the_plan_counts(case, monkeypatch, name, params):
-    applied = {}
-    original = BatchPlan.attention_mask
-
-    def spy(self, layer, q_len, kv_len, stock):
-        mask, empty = original(self, layer, q_len, kv_len, stock)
-        if mask is None:  # SDPA's causal path over the positions present
-            applied[layer] = causal_edges(q_len)
-        else:  # rows with no key were given their own position only to avoid NaN, then zeroed
-            applied[layer] = int(mask.sum()) - (0 if empty is None else int(empty.sum()))
-        return mask, empty
-
-    monkeypatch.setattr(BatchPlan, "attention_mask", spy)
+def test_applied_masks_count_what_the_plan_counts(case, applied_masks, name, params):
     logits, plan = case.forward(build_regime(name, case.depth, **params), backend="dense")
-    assert [applied[layer] for layer in range(case.depth)] == plan.edges_per_layer
+    assert [call.allowed_pairs for call in applied_masks] == plan.edges_per_layer
+    assert [call.layer for call in applied_masks] == list(range(case.depth))
     assert torch.isfinite(logits).all()
     if name != "full":  # the answer moves, what precedes the video does not
         assert plan.edges < plan.full_edges
