@@ -49,6 +49,12 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> None:
     print(make_tiny_model(args.dir, family=args.family, seed=args.seed))
 
 
+def cmd_check_install(args: argparse.Namespace) -> None:
+    from .install_check import check_install
+
+    raise SystemExit(check_install())
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
@@ -154,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--family", default="qwen2_5_vl")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(run=cmd_make_tiny_model)
+
+    check = commands.add_parser("check-install", help="pip check, less decord's known false report (README's set-up)")
+    check.set_defaults(run=cmd_check_install)
 
     demo = commands.add_parser("demo", help="the main job: every regime on the embedded default, then the leaderboard")
     demo.add_argument("--output", default="out/demo", help="where the results and the leaderboard go")
