@@ -18,6 +18,7 @@ from transformers import AutoProcessor, AutoTokenizer, Qwen2_5_VLForConditionalG
 
 from lmms_eval_flow.flow_model import FlowModel, lmms_eval_arguments
 from lmms_eval_flow.layout import TokenLayout, option_spans
+from lmms_eval_flow.precision import cast_parameters
 from lmms_eval_flow.perturbations import Perturbed, parse_perturbations
 from lmms_eval_flow.regimes import Regime
 from lmms_eval_flow.session import RegimeSession
@@ -85,7 +86,9 @@ class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL):
     and optionally ``perturb=`` position/order perturbations (lmms_eval_flow.perturbations).
 
     ``dtype=float32`` runs the model in float32 instead of lmms-eval's bfloat16: on CPUs without
-    bfloat16 arithmetic (the demo's and CI's) that is several times faster.
+    bfloat16 arithmetic (the demo's and CI's) that is several times faster. lmms-eval loads the
+    weights in bfloat16; float32 widens the parameters (exact) and leaves the buffers alone, so
+    the rotary frequencies stay the float32 ones transformers computed (``precision``).
     """
 
     is_simple = False
@@ -114,7 +117,8 @@ class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL):
             self._init_cpu_process(accelerator, pretrained=pretrained, **kwargs)
         else:
             super().load_model(pretrained, **kwargs)
-        self._model.to(self._dtype)  # loaded as bfloat16; widening to float32 is exact
+        if self._dtype != self._model.dtype:
+            cast_parameters(self._model, self._dtype)
 
     def regime_session(self, backend: str) -> RegimeSession:
         return apply_regime(self.model, self.processor.tokenizer, self.regime, backend)

@@ -1,15 +1,13 @@
 """The LLaVA-OneVision, LLaVA-NeXT-Video, VideoLLaMA3 and Qwen3-VL flow wrappers through lmms-eval:
-argument checks before loading, ``full`` answering as lmms-eval's own wrapper does, and every
-regime of every family through the real CLI with its edges in the results."""
+argument checks before loading and every regime of every family through the real CLI with its edges in
+the results (``full`` against lmms-eval's own wrappers: test_stock_equivalence)."""
 
-import json
 from pathlib import Path
 
 import pytest
 import transformers
 from conftest import TASKS_DIR
 from family_cases import FAMILIES, QWEN3_VL_PIXELS
-from lmms_eval.api.instance import Instance
 from lmms_eval.models.chat.huggingface import Huggingface
 from lmms_eval.models.chat.llava_hf import LlavaHf
 from lmms_eval.models.chat.qwen3_vl import Qwen3_VL
@@ -17,11 +15,8 @@ from lmms_eval_flow.model_wrappers.llava_next_video_flow import LlavaNextVideoFl
 from lmms_eval_flow.model_wrappers.llava_onevision_flow import LlavaOnevisionFlow
 from lmms_eval_flow.model_wrappers.qwen3_vl_flow import Qwen3_VLFlow
 from lmms_eval_flow.model_wrappers.videollama3_flow import VideoLLaMA3Flow
-from lmms_eval_flow.tasks.flow_synthetic import utils as flow_synthetic
 from transformers import AutoConfig
 
-from lmms_eval_flow import reply
-from lmms_eval_flow.lmms_eval_compat import LmmsEvalProcessor, loading_with_lm_head
 from lmms_eval_flow.regimes import build_regime
 from lmms_eval_flow.runner import run_lmms_eval_many
 
@@ -77,47 +72,6 @@ def test_default_effective_ranges_are_those_of_the_closest_published_depth(famil
     settings = build_regime("effective", depth).settings
     assert (settings["cross_frame"], settings["video_question"], settings["question_last"]) == ranges
     assert settings["ranges_from"] == source
-
-
-def flow_synthetic_docs() -> list[dict]:
-    lines = (TASKS_DIR / "flow_synthetic" / "test.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines[:DOCS]]
-
-
-def answer(model, docs: list[dict]) -> list:
-    """The model's replies to ``docs`` of flow_synthetic, asked as lmms-eval asks a chat model."""
-    kwargs = {"pre_prompt": "", "post_prompt": flow_synthetic.DEFAULT_POST_PROMPT}
-
-    def messages(doc):
-        return flow_synthetic.doc_to_messages(doc, kwargs)
-
-    model.task_dict = {"flow_synthetic": {"test": docs}}
-    return model.generate_until([
-        Instance(request_type="generate_until", idx=0,
-                 arguments=("", messages, {"max_new_tokens": MAX_NEW_TOKENS, "temperature": 0}, i, "flow_synthetic", "test"),
-                 metadata={"task": "flow_synthetic", "doc_id": i, "repeats": 1})
-        for i in range(len(docs))
-    ])
-
-
-@pytest.mark.parametrize("family", WRAPPERS)
-def test_full_answers_as_lmms_eval_own_wrapper(family, family_model_dir, monkeypatch):
-    """lmms-eval's wrapper against the flow wrapper under ``regime=full``; where lmms-eval's needs
-    them to run on transformers 5.23, with the same fixes the flow wrapper makes (lmms_eval_compat)."""
-    monkeypatch.setattr(reply, "_flow_model_loaded", False)  # restored after: other tests score plain replies
-    flow_class, upstream_class = WRAPPERS[family]
-    model_dir, args = str(family_model_dir(family)), lmms_eval_args(family)
-    docs = flow_synthetic_docs()
-    with loading_with_lm_head():
-        upstream = upstream_class(pretrained=model_dir, **args)
-    if upstream_class is LlavaHf:
-        upstream._image_processor = LmmsEvalProcessor(upstream._image_processor)
-    if upstream_class is Huggingface:
-        upstream.processor = LmmsEvalProcessor(upstream.processor)
-    expected = [r.text for r in answer(upstream, docs)]
-    replies = answer(flow_class(pretrained=model_dir, regime="full", **args), docs)
-    assert [r.text for r in replies] == expected and all(expected)
-    assert all(r.text.edges == r.text.full_edges > 0 for r in replies)
 
 
 @pytest.fixture(scope="module")

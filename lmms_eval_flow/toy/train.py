@@ -36,6 +36,7 @@ from qwen_vl_utils import process_vision_info
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 from lmms_eval_flow.clips import RENDER_VERSION
+from lmms_eval_flow.precision import cast_parameters
 from lmms_eval_flow.tasks.flow_temporal_toy import utils as task
 from lmms_eval_flow.tiny_models import TinySizes, make_tiny_model
 
@@ -223,8 +224,7 @@ def train(output: str | Path, *, steps: int, batch_size: int = 32, lr: float = 1
             log(f"step {step + 1} validation accuracy: {_rounded(accuracy(model, val_set, pad_id))}")
 
     trained_accuracy = accuracy(model, val_set, pad_id)
-    model.to(torch.bfloat16)
-    model.save_pretrained(output)
+    cast_parameters(model, torch.bfloat16).save_pretrained(output)
     if sizes.layers != PAPERS_DEPTH:
         (output / REGIMES_FILE).write_text(json.dumps({
             "depth": sizes.layers,
@@ -232,8 +232,10 @@ def train(output: str | Path, *, steps: int, batch_size: int = 32, lr: float = 1
             "provenance": f"the papers' settings for a {PAPERS_DEPTH}-layer LM, layer l moved to "
                           f"ceil(l * {sizes.layers} / {PAPERS_DEPTH}) (lmms_eval_flow.toy.scaled_settings)",
         }, indent=2) + "\n")
-    bfloat16_accuracy = accuracy(model, val_set, pad_id)
-    shipped_accuracy = accuracy(model.to(torch.float32), val_set, pad_id)
+    # The shipped weights as users load them (in bfloat16, and widened to float32 as dtype=float32 does).
+    shipped = Qwen2_5_VLForConditionalGeneration.from_pretrained(output, dtype=torch.bfloat16)
+    bfloat16_accuracy = accuracy(shipped, val_set, pad_id)
+    shipped_accuracy = accuracy(cast_parameters(shipped, torch.float32), val_set, pad_id)
     log(f"validation accuracy: trained {_rounded(trained_accuracy)}, shipped in float32 {_rounded(shipped_accuracy)}, "
         f"shipped in bfloat16 {_rounded(bfloat16_accuracy)}")
     record = {
