@@ -5,8 +5,8 @@ depth of the checkpoint the family's flow wrapper was designed for, so layer ran
 same layers as on the real model; widths and image sizes are shrunk so a checkpoint is a few MB
 and one 8-frame 56x56 clip costs a few tokens per frame. ``tiny_models.FAMILIES`` lists them.
 
-The helpers shared with the Qwen2.5-VL builder (training corpus, tokenizer trainer, chat
-template) are imported inside the builders: ``tiny_models`` imports this module to list them.
+The tokenizers come from ``tiny_tokenizers`` (training corpus, tokenizer trainer, chat template),
+shared with the Qwen2.5-VL builder.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ from transformers import (
     VideoLlama3Processor,
     VideoLlama3VideoProcessor,
 )
+
+from .tiny_tokenizers import QWEN2_VL_CHAT_TEMPLATE, train_qwen2_tokenizer, training_corpus
 
 FRAME = 56  # the side of a tiny frame (flow_synthetic's clips are 56x56)
 
@@ -94,9 +96,7 @@ VIDEOLLAMA3_CHAT_TEMPLATE = (
 def _qwen_tokenizer(added: tuple[str, ...] = (), chat_template: str | None = None) -> Qwen2Tokenizer:
     """The tiny Qwen2-style tokenizer of ``tiny_models``, with ``added`` special tokens after its
     vocabulary (where the real LLaVA-OneVision tokenizer has ``<image>`` and ``<video>``)."""
-    from .tiny_models import QWEN2_VL_CHAT_TEMPLATE, _train_qwen2_tokenizer
-
-    tokenizer = _train_qwen2_tokenizer()
+    tokenizer = train_qwen2_tokenizer()
     if added:
         tokenizer.add_tokens(list(added), special_tokens=True)
     tokenizer.chat_template = chat_template or QWEN2_VL_CHAT_TEMPLATE
@@ -107,15 +107,13 @@ def _llama_tokenizer() -> LlamaTokenizer:
     """A SentencePiece-style BPE (``▁`` word marks, byte fallback) trained on the tiny corpus and
     wrapped as the LlamaTokenizer of Vicuna-based LLaVA-NeXT-Video, ``<video>`` and ``<image>``
     added after the vocabulary as in the real checkpoint (ids 32000 and 32001 there)."""
-    from .tiny_models import _training_corpus
-
     backend = LlamaTokenizer().backend_tokenizer
     # Learn merges within words only, as SentencePiece does; the final tokenizer splits nothing.
     backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
     byte_tokens = [f"<0x{i:02X}>" for i in range(256)]  # what byte fallback spells unknown characters with
     trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=["<unk>", "<s>", "</s>", *byte_tokens],
                                   show_progress=False)
-    backend.train_from_iterator(itertools.chain(_training_corpus(), ["USER: ASSISTANT:"]), trainer)
+    backend.train_from_iterator(itertools.chain(training_corpus(), ["USER: ASSISTANT:"]), trainer)
     trained = json.loads(backend.to_str())["model"]
     tokenizer = LlamaTokenizer(vocab=trained["vocab"], merges=[tuple(pair) for pair in trained["merges"]],
                                add_bos_token=True, pad_token="<unk>", chat_template=LLAVA_NEXT_VIDEO_CHAT_TEMPLATE,
