@@ -30,7 +30,9 @@ import random
 from pathlib import Path
 from string import ascii_uppercase
 
-QUESTION_TYPES = ("direction", "order", "size", "count", "static")
+from lmms_eval_flow.tasks import TASKS_DIR
+from lmms_eval_flow.tasks.flow_temporal_toy.utils import QUESTION_TYPES
+
 # The committed test split (tasks/flow_temporal_toy/test.jsonl) and the training split's seed.
 SEED = 0
 TEST_PER_TYPE = 50
@@ -153,8 +155,6 @@ def write_jsonl(docs: list[dict], path: str | Path) -> Path:
 
 def committed_split_path() -> Path:
     """The committed test split the ``flow_temporal_toy`` task reads."""
-    from lmms_eval_flow.tasks import TASKS_DIR
-
     return TASKS_DIR / "flow_temporal_toy" / "test.jsonl"
 
 
