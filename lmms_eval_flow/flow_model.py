@@ -22,6 +22,14 @@ where its token count is exact for every family. The refused sample stops lmms-e
 the requests not yet answered go into the next one. An error that names no sample is pinned
 on one by running the prompts it may have come from one at a time. A failed sample gets an
 empty reply carrying the reason, which the tasks score as wrong and report in ``failed_samples``.
+
+What is a sample's failure. One that comes from the sample's own data: its video (missing,
+empty, unreadable, too short, over ``video_token_budget``) or its doc (no video, a prompt that
+cannot be built). An error of generation may be the sample's (a video no processor can resize)
+or not (no GPU, a frame count the wrapper cannot sample): when ``REPEATED_ERRORS`` samples in a
+row that reach generation fail with the same error (type and message), its cause is not theirs,
+and the run stops with ``RepeatedGenerationError`` naming it and, where known, its fix. Errors
+that end a run are ``run_errors.RunStopped``: lmms-eval's CLI swallows any ``Exception``.
 """
 
 from __future__ import annotations
@@ -41,7 +49,9 @@ from .attention import ACTIVE_BATCH
 from .ledger import EdgeLedger, asked_by_response_cache, cacheable, doc_key, request_key
 from .plan import SamplePlan
 from .regimes import PARAMETERS, Regime, build_regime
+from .ledger import LedgerError
 from .reply import FlowReply, note_flow_model_loaded
+from .run_errors import REPEATED_ERRORS, ConfigurationError, RepeatedGenerationError, RunStopped, fix_for
 from .sample_checks import MIN_FRAMES, SampleFailure, check_sample, describe, failure_message
 from .session import BACKENDS, RegimeSession
 
@@ -161,8 +171,8 @@ class _AnswerHook(CacheHook):
         self.model._answered(answer)
 
 
-class RunError(RuntimeError):
-    """An error that ends the run rather than one sample."""
+class RunError(RunStopped):
+    """An error that ends the run rather than one sample (and exits non-zero, see ``run_errors``)."""
 
 
 class PairingError(RunError):
@@ -171,10 +181,6 @@ class PairingError(RunError):
 
 class FailedSampleError(RunError):
     """``strict=true``: the run stops at the first sample that cannot run; the message names it."""
-
-
-class LedgerError(RunError):
-    """The edge ledger cannot be written: no answer may go unrecorded under ``--use_cache``."""
 
 
 class VideoTokenBudgetExceeded(RuntimeError):
@@ -224,12 +230,19 @@ class FlowModel:
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
         """How lmms-eval builds a model from ``--model_args``: the run options are taken out and
         checked before any weights load, the family's wrapper gets the rest (as lmms-eval's own
-        ``create_from_arg_string`` gives them), and the arguments name the run's edge ledger."""
+        ``create_from_arg_string`` gives them), and the arguments name the run's edge ledger.
+
+        This is lmms-eval's way in: a model that cannot be built from ``--model_args`` stops the
+        run (``ConfigurationError``), since lmms-eval's CLI would log the error and exit 0."""
         arguments = simple_parse_args_string(arg_string)
         extra = {key: value for key, value in (additional_config or {}).items() if value is not None}
         everything = {**arguments, **extra}
-        options = RunOptions.take(arguments)
-        model = cls(**arguments, **extra)
+        try:
+            options = RunOptions.take(arguments)
+            model = cls(**arguments, **extra)
+        except Exception as error:
+            raise ConfigurationError(f"{cls.model_name} cannot be built from --model_args {arg_string!r}: "
+                                     f"{type(error).__name__}: {error}") from error
         model.run_options = options
         rank = int(os.environ.get("RANK", model.rank))  # the global rank, as lmms-eval's evaluator reads it
         model.ledger = EdgeLedger.for_model(cls.__name__, everything, options.edge_ledger, rank)
@@ -240,6 +253,8 @@ class FlowModel:
         """Run from now on under ``session`` (the family's ``apply_regime`` on the loaded model)."""
         self.session = session
         self._attempt: _Attempt | None = None
+        self._same_errors: list[str] = []  # the samples that failed generation in a row with one error
+        self._last_error: str | None = None
         self.cache_hook = _AnswerHook(self)
         self.model.get_decoder().register_forward_pre_hook(self._before_decoder)
         note_flow_model_loaded()
@@ -256,6 +271,8 @@ class FlowModel:
         self._replies: list[GenerationResult | None] = [None] * len(requests)
         self._videos: dict[int, list] = {}
         resuming = self.ledger is not None and asked_by_response_cache()
+        if resuming:
+            self.ledger.hold()  # one run at a time answers into a ledger
         self._ledger_keys = {i: self._ledger_key(r) for i, r in enumerate(requests)} if resuming else {}
         self._answer_from_ledger()
         pending = [i for i, reply in enumerate(self._replies) if reply is None]
@@ -291,9 +308,7 @@ class FlowModel:
         self.session.take_records()
         try:
             results = super().generate_until([self._tracked(self._requests[i], i) for i in indices])
-        except RunError:
-            raise
-        except Exception as error:
+        except Exception as error:  # a RunStopped is no Exception: it ends the run
             self._after_error(indices, attempt, error)
             return
         finally:
@@ -321,7 +336,7 @@ class FlowModel:
         if known:
             return  # the call's other requests go into the next call
         if len(indices) == 1:
-            self._fail(indices[0], f"generation failed ({describe(error)})")
+            self._fail(indices[0], f"generation failed ({describe(error)})", generation_error=describe(error))
             return
         suspects = [i for i in attempt.built if i not in attempt.answered]
         for index in suspects or [i for i in indices if self._replies[i] is None]:
@@ -347,6 +362,15 @@ class FlowModel:
             return built
 
         return replace(request, arguments=(context, messages, gen_kwargs, doc_id, task, split))
+
+    def videos_being_built(self) -> list:
+        """The videos of the batch lmms-eval is preparing: the prompts built since the last
+        prefill that have not run yet (for a family wrapper that sets the batch's video arguments)."""
+        attempt = self._attempt
+        if attempt is None:
+            return []
+        waiting = [i for i in attempt.built if i not in attempt.plans and i not in attempt.answered]
+        return [video for index in waiting for video in self._videos.get(index, [])]
 
     # -- hooks: prefill plans and answers ---------------------------------------------------
     def _claim_plans(self) -> None:
@@ -395,9 +419,12 @@ class FlowModel:
         failure = attempt.failures.get(index)
         if failure is None and plan is None:
             failure = f"{type(self).__name__} answered without running the model (an error it caught and logged)"
-        if failure is not None:
-            self._fail(index, failure)  # lmms-eval's wrapper went on after an error in its generation
+            self._fail(index, failure, generation_error=failure)  # lmms-eval's wrapper went on after an error
             return
+        if failure is not None:
+            self._fail(index, failure)
+            return
+        self._last_error, self._same_errors = None, []
         reply = FlowReply(text, plan.edges, plan.full_edges)
         self._replies[index] = GenerationResult(text=reply, token_counts=TokenCounts(output_tokens=attempt.steps))
         key = self._ledger_keys.get(index)
@@ -409,10 +436,28 @@ class FlowModel:
                 raise LedgerError(f"cannot write the edge ledger in {self.ledger.directory} ({describe(error)}); "
                                   f"give a writable folder with edge_ledger=DIR") from error
 
-    def _fail(self, index: int, reason: str) -> None:
+    def _fail(self, index: int, reason: str, generation_error: str | None = None) -> None:
+        """Record a failed sample; ``generation_error`` (the error, for failures in generation rather
+        than in the sample's own data) counts towards ``REPEATED_ERRORS``."""
         request = self._requests[index]
         message = failure_message(request.task_name, request.doc_id, self._videos.get(index), reason)
         if self.run_options.strict:
             raise FailedSampleError(message)
         logger.error(f"failed sample, scored as wrong: {message}")
         self._replies[index] = GenerationResult(text=FlowReply.failed(message), token_counts=None)
+        if generation_error is not None:
+            self._note_generation_error(f"{request.task_name} doc {request.doc_id}", generation_error)
+
+    def _note_generation_error(self, sample: str, error: str) -> None:
+        """Stop the run at the ``REPEATED_ERRORS``-th sample in a row to fail generation with the
+        same error. An answered sample or another error starts the count again; a failure of a
+        sample's own data (which never reaches generation) neither counts nor breaks the row."""
+        if error != self._last_error:
+            self._last_error, self._same_errors = error, []
+        self._same_errors.append(sample)
+        if len(self._same_errors) >= REPEATED_ERRORS:
+            fix = fix_for(error)
+            raise RepeatedGenerationError(
+                f"{len(self._same_errors)} samples in a row ({', '.join(self._same_errors)}) failed in generation with "
+                f"the same error, so its cause is the run's, not theirs: {error}. " + (f"Fix: {fix}." if fix else
+                "Fix its cause (the model arguments, the machine) and run again."))

@@ -20,6 +20,11 @@ argument that can change a reply or an edge count, so runs that differ in any of
 records (``about.json`` beside the records names them). One JSON object per line, flushed and
 fsynced as it is written; each process writes its own file, and reads every process's file (a
 resumed run may use another process count). A line cut short by a killed process is skipped.
+
+One run at a time: a process answering into ``rank_<r>.jsonl`` holds ``rank_<r>.lock`` (a
+``filelock``, released by the system when the process ends, however it ends) and names itself in
+``rank_<r>.holder.json``; a second run with the same arguments would answer the same docs into
+the same file, so it is refused (``LedgerInUse``) with the ledger and its holder named.
 """
 
 from __future__ import annotations
@@ -27,20 +32,38 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from lmms_eval.caching.response_cache import ResponseCache, canonicalize_gen_kwargs, is_deterministic
 from lmms_eval.utils import is_multimodal_content
 
 from . import __version__
 from .atomic import atomic_write_text
+from .run_errors import RunStopped
+from .sample_checks import describe
 
 # Model arguments that change no result: stopping at a failure or not, batching (regimes are
 # batch-independent), and where the ledger itself lives. (The failure thresholds do: a sample
 # answered under one budget may fail under another.)
 NOT_FINGERPRINTED = ("strict", "edge_ledger", "batch_size", "max_batch_size")
+
+
+class LedgerError(RunStopped):
+    """The edge ledger cannot be written: no answer may go unrecorded under ``--use_cache``."""
+
+
+class LedgerInUse(LedgerError):
+    """Another run holds the ledger: two runs with the same arguments would answer the same docs twice."""
+
+
+# The ledger files this process holds, by lock path: a process holds each for its lifetime (the
+# runs of one lmms-eval --config list follow one another in one process and share them).
+_held: dict[Path, FileLock] = {}
 
 
 def default_root() -> Path:
@@ -133,6 +156,30 @@ class EdgeLedger:
         name = hashlib.sha256(json.dumps(about, sort_keys=True).encode()).hexdigest()[:16]
         return cls(Path(root or default_root()).expanduser() / name, rank, about)
 
+    # -- holding ----------------------------------------------------------------------------
+    def hold(self) -> None:
+        """Hold this process's ledger file until the process ends, or stop the run: a ledger
+        that cannot be written, or that another run is answering into."""
+        lock_path = self.directory / f"{self.path.stem}.lock"
+        if lock_path in _held:
+            return
+        holder_path = self.directory / f"{self.path.stem}.holder.json"
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                  "command": " ".join(sys.argv)}
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(lock_path, thread_local=False)
+            lock.acquire(timeout=0)
+            _held[lock_path] = lock
+            atomic_write_text(holder_path, json.dumps(holder) + "\n")
+        except Timeout:
+            raise LedgerInUse(f"the edge ledger {self.path} is in use by another run ({_holder(holder_path)}): "
+                              f"both would answer the same docs into it. Wait for that run to end, or give this "
+                              f"one its own folder with edge_ledger=DIR") from None
+        except OSError as error:
+            raise LedgerError(f"cannot write the edge ledger in {self.directory} ({describe(error)}); "
+                              f"give a writable folder with edge_ledger=DIR") from error
+
     # -- writing -----------------------------------------------------------------------------
     def append(self, task: str, doc_id: int, doc: str, request: str, reply: str, edges: int, full_edges: int) -> None:
         """Record one answered sample, on disk before this returns."""
@@ -190,6 +237,15 @@ class EdgeLedger:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+def _holder(path: Path) -> str:
+    """Who holds a ledger file, as its holder wrote it."""
+    try:
+        holder = json.loads(path.read_text())
+        return f"pid {holder['pid']} on {holder['host']}, since {holder['since']}: {holder['command'][:300]}"
+    except (OSError, ValueError, KeyError):
+        return f"its holder has not named itself in {path} yet"
 
 
 def _read_records(path: Path) -> list[dict]:

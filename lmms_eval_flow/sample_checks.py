@@ -46,10 +46,22 @@ def videos_in(messages: list[dict]) -> list:
     return videos
 
 
-def video_problem(video, min_frames: int = MIN_FRAMES) -> str | None:
-    """What is wrong with one video of a sample, or None when it can be read and sampled."""
+def frame_count(path) -> int:
+    """The frames of a video file, counted as lmms-eval's Qwen wrappers count them (decord)."""
     import decord
 
+    return len(decord.VideoReader(str(path), num_threads=1))
+
+
+def frames_to_sample(max_num_frames: int, frames: int) -> int:
+    """How many frames lmms-eval's Qwen2.5-VL chat wrapper samples from a video of ``frames``:
+    ``min(max_num_frames, frames)`` floored to an even number (qwen-vl-utils takes frames in
+    pairs), and at least 2."""
+    return max(2, min(max_num_frames, frames) // 2 * 2)
+
+
+def video_problem(video, min_frames: int = MIN_FRAMES) -> str | None:
+    """What is wrong with one video of a sample, or None when it can be read and sampled."""
     if not isinstance(video, (str, Path)):
         return f"the video is a {type(video).__name__}, not a file path"
     path = Path(video)
@@ -60,7 +72,7 @@ def video_problem(video, min_frames: int = MIN_FRAMES) -> str | None:
     if path.stat().st_size == 0:
         return "the file is empty (0 bytes)"
     try:
-        frames = len(decord.VideoReader(str(path), num_threads=1))
+        frames = frame_count(path)
     except Exception as error:  # decord raises its own error types for every kind of bad file
         return f"the file cannot be read as a video ({describe(error)})"
     if frames < min_frames:

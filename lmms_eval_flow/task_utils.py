@@ -36,6 +36,7 @@ from pathlib import Path
 from loguru import logger
 
 from .reply import failure_of, flow_metrics
+from .run_errors import check_some_ran
 
 DATA_DIR_VARIABLE = "LMMS_EVAL_FLOW_DATA_DIR"
 
@@ -200,7 +201,9 @@ def failed_samples(reasons: list) -> dict:
     """``failed_samples`` in a task's results: how many samples could not run, and why.
 
     Each reason names the task, the doc id and the file. Failed samples are scored as wrong
-    answers (never dropped from the accuracy) and left out of the edge means.
+    answers (never dropped from the accuracy) and left out of the edge means. A task whose
+    every sample failed stops the run instead (``run_errors.check_some_ran``).
     """
+    check_some_ran(reasons)
     failures = [reason for reason in reasons if reason is not None]
     return {"count": len(failures), "reasons": failures}

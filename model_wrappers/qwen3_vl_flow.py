@@ -15,6 +15,10 @@ Qwen3-VL adds vision features to the video positions of the hidden states after 
 first layers ("deepstack", as many layers as ``vision_config.deepstack_visual_indexes``), so the
 video cannot leave the sequence (``temporal_exit`` with ``exit_by=drop``) before the layer after
 them; such an ``exit_layer`` is refused. Masks are unaffected.
+
+Sampling: ``min(max_num_frames, frames in the file)`` frames, as lmms-eval's Qwen2.5-VL wrapper
+samples (``Qwen3_VLFlow._build_video_kwargs``); lmms-eval's Qwen3-VL wrapper asks qwen-vl-utils for
+``max_num_frames`` (default 32) whatever the video has, which fails every shorter clip.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from lmms_eval_flow.family_layout import PromptText, first_after, layout_after_v
 from lmms_eval_flow.flow_model import FlowModel, lmms_eval_arguments
 from lmms_eval_flow.layout import TokenLayout
 from lmms_eval_flow.regimes import Regime
+from lmms_eval_flow.sample_checks import frame_count, frames_to_sample
 from lmms_eval_flow.session import RegimeSession
 
 TIMESTAMP = re.compile(r"<\d+(\.\d+)? seconds>")
@@ -92,3 +97,16 @@ class Qwen3_VLFlow(FlowModel, Qwen3_VL):
 
     def regime_session(self, backend: str) -> RegimeSession:
         return apply_regime(self.model, self.processor.tokenizer, self.regime, backend)
+
+    def _build_video_kwargs(self) -> dict:
+        """lmms-eval's video arguments of the batch being prepared, with ``nframes`` capped at the
+        frames its videos have (``frames_to_sample``). The batch's videos share these arguments, so
+        a batch whose videos would sample different counts is refused: the flow model then runs its
+        prompts one at a time, each at its own count, as a batch of one would."""
+        kwargs = super()._build_video_kwargs()
+        if "nframes" not in kwargs:
+            return kwargs  # sampled by fps: qwen-vl-utils caps that at the video's frames itself
+        counts = {frames_to_sample(kwargs["nframes"], frame_count(video)) for video in self.videos_being_built()}
+        if len(counts) > 1:
+            raise ValueError(f"the videos of this batch would sample {sorted(counts)} frames; one count per batch")
+        return {**kwargs, "nframes": counts.pop()} if counts else kwargs

@@ -18,6 +18,7 @@ from PIL import Image
 from lmms_eval_flow import reply as reply_module
 from lmms_eval_flow.atomic import atomic_write_bytes, atomic_write_text
 from lmms_eval_flow.flow_model import FailedSampleError, LedgerError, RunOptions
+from lmms_eval_flow.run_errors import ConfigurationError
 from lmms_eval_flow.ledger import EdgeLedger, asked_by_response_cache, doc_key, fingerprint, scoring_task
 from lmms_eval_flow.reply import FlowReply, attention_metrics
 from lmms_eval_flow.sample_checks import check_sample, video_problem
@@ -81,7 +82,9 @@ def test_bad_run_options_fail_before_the_model_loads(tiny_model_dir, monkeypatch
         raise AssertionError("the model started loading before the arguments were checked")
 
     monkeypatch.setattr(transformers.Qwen2_5_VLForConditionalGeneration, "from_pretrained", refuse)
-    with pytest.raises(ValueError, match=r"strict='maybe' is not valid"):
+    # lmms-eval's way in stops the run (its CLI would log a ValueError and exit 0)
+    with pytest.raises(ConfigurationError, match=r"^qwen2_5_vl_flow cannot be built from --model_args "
+                                                 r"'pretrained=.*,strict=maybe': ValueError: strict='maybe' is not valid"):
         Qwen2_5_VLFlow.create_from_arg_string(f"pretrained={tiny_model_dir},strict=maybe")
     with pytest.raises(ValueError, match=r"strict are options of an lmms-eval run: give them in --model_args"):
         Qwen2_5_VLFlow(pretrained=str(tiny_model_dir), strict=True)
