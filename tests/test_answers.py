@@ -22,6 +22,11 @@ SENTENCES = {
 # TempCompass's caption matching: labelled captions, keyed by letter or by number.
 CAPTIONS = {"A": "The man is dribbling a basketball.", "B": "A man is dunking a basketball."}
 NUMBERED = {"1": "The man is moving from right to left.", "2": "The man is moving from left to right."}
+BALLOON = {"A": "The balloon is being deflated.", "B": "The balloon is being inflated.", "C": "The balloon pops."}
+# TOMATO's counting questions: numbers as options, up to seven of them (A-G).
+COUNTS = {"A": "0", "B": "1", "C": "2", "D": "3", "E": "4", "F": "5", "G": "6"}
+TOMATO_DIRECTIONS = {"A": "clockwise", "B": "counter-clockwise", "C": "up", "D": "down", "E": "left", "F": "right",
+                     "G": "it does not move"}
 
 CHATTY_REPLY = (
     "In the video, the red square starts on the left side of the frame and moves steadily towards the right edge. "
@@ -126,6 +131,47 @@ CHOICE_CASES = [
     ("2 men are in the video.", NUMBERED, None),
     ("Option 1 and Option 2", NUMBERED, None),
     ("Answer: 3", NUMBERED, None),
+    # The option's text without its letter, articles aside, or nearly spelled.
+    ("The balloon is being inflated.", BALLOON, "B"),
+    ("balloon being inflated", BALLOON, None),  # not the option's words: inflated and deflated are too close
+    ("The ballon is being inflated", BALLOON, None),  # a typo: as close to A (deflated) as to B
+    ("The ballon pops", BALLOON, "C"),  # a typo: far closer to C than to any other
+    ("The balloon is not being inflated.", BALLOON, None),
+    ("The balloon is being inflated, or the balloon is being deflated.", BALLOON, None),
+    # Letters named while others are rejected.
+    ("A is incorrect because the balloon grows; B is correct.", BALLOON, "B"),
+    ("Not A. The answer must be B.", BALLOON, "B"),
+    ("We can rule out C. B fits best.", BALLOON, "B"),
+    ("A is wrong and B is wrong.", BALLOON, None),
+    ("A is incorrect.", BALLOON, None),
+    ("B is correct, C is also correct.", BALLOON, None),
+    # Number words for numeric options, up to seven options.
+    ("One.", COUNTS, "B"),
+    ("Six", COUNTS, "G"),
+    ("The answer is G.", COUNTS, "G"),
+    ("(F)", COUNTS, "F"),
+    ("3", COUNTS, "D"),
+    ("Zero times", COUNTS, "A"),
+    ("Two or three.", COUNTS, None),
+    ("It does not move.", TOMATO_DIRECTIONS, "G"),
+    ("counter-clockwise", TOMATO_DIRECTIONS, "B"),
+    ("It rotates clockwise, then counter-clockwise.", TOMATO_DIRECTIONS, None),
+    ("G. it does not move", TOMATO_DIRECTIONS, "G"),
+    # Full-width and Chinese forms.
+    ("答案是B", DIRECTIONS, "B"),
+    ("选项D。", DIRECTIONS, "D"),
+    ("答案：Ｃ", DIRECTIONS, "C"),
+    ("（Ａ）", DIRECTIONS, "A"),
+    ("正确答案为F", COUNTS, "F"),
+    ("答案是A或B", DIRECTIONS, None),
+    ("答案是E", DIRECTIONS, None),
+    # An option named by its place.
+    ("The first option.", DIRECTIONS, "A"),
+    ("I would pick the second option.", BALLOON, "B"),
+    ("The last option", COUNTS, "G"),
+    ("The first option is not right; the second option is.", BALLOON, None),
+    ("The fifth option", DIRECTIONS, None),
+    ("The first or the second option.", DIRECTIONS, None),
 ]
 
 
@@ -176,12 +222,19 @@ YES_NO_CASES = [
     # Not answers.
     ("There is no ball in the video.", None),
     ("Yesterday it rained.", None),
-    ("Not really.", None),
+    ("Not really.", "no"),
     ("I cannot tell from the video.", None),
     ("No. The answer is yes.", None),
     ("", None),
     ("<think>Is it? No, wait.</think>Yes", "yes"),
     ("<think>Yes, probably", None),
+    # Negations that answer without the word "no".
+    ("Not at all, it gets larger.", "no"),
+    ("Never.", "no"),
+    ("Definitely not", "no"),
+    ("Not sure.", None),
+    ("Not the red one, the blue one.", None),
+    ("Not at all. The answer is yes.", None),
 ]
 
 
