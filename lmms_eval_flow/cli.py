@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .regimes import PARAMETERS, REGIMES
@@ -119,7 +120,12 @@ def cmd_knockout(args: argparse.Namespace) -> None:
     probe = _probe(args)
     folder.record(depth=probe.depth, regime=probe.regime.describe())
     centres = parse_layer_range(args.layers, probe.depth, "--layers") if args.layers else None
-    summary = sweep(probe, pathways, args.window, folder, args.samples, centres)
+    try:
+        summary = sweep(probe, pathways, args.window, folder, args.samples, centres)
+    except KeyboardInterrupt:  # rows are whole on disk (SweepFolder.append): say how to go on, no traceback
+        print(f"\nlmms-eval-flow knockout: interrupted; {len(folder.knocked())} knockout rows kept in {folder.root}; "
+              f"run the same command again to resume", file=sys.stderr)
+        raise SystemExit(130)
     print(summary.pivot(index="layer", columns="pathway", values="relative_change").round(2).to_string())
     print(f"relative change of p(predicted token) in % per window centre; written to {folder.summary_path}, "
           f"{folder.plot_path}")

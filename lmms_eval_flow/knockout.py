@@ -23,12 +23,15 @@ and the absolute change p_knockout - p_base of the ground-truth token (Causality
 
 Results go to one folder and are written as they come, so an interrupted sweep resumes where
 it stopped: ``sweep.json`` (settings), ``base.csv`` (one row per doc), ``knockout.csv`` (one
-row per pathway, window and doc), ``summary.csv`` and ``knockout.png``.
+row per pathway, window and doc), ``summary.csv`` and ``knockout.png``. The CSVs grow by whole
+lines only (see ``SweepFolder.append``); the other files are replaced atomically.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +39,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_bytes, atomic_write_text
 from .layers import format_layer_range
 from .layout import QUERY, TokenLayout
 from .regimes import Regime, Rule
@@ -145,8 +148,10 @@ def plot(summary: pd.DataFrame, path: Path, title: str) -> None:
     left.legend(fontsize=8)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=120)
     plt.close(figure)
+    atomic_write_bytes(path, image.getvalue())
 
 
 class SweepFolder:
@@ -187,16 +192,45 @@ class SweepFolder:
         atomic_write_text(self.settings_path, json.dumps({**self.settings(), **facts}, indent=2) + "\n")
 
     def base(self) -> pd.DataFrame:
-        return pd.read_csv(self.base_path) if self.base_path.exists() else pd.DataFrame(columns=BASE_COLUMNS)
+        return self.read(self.base_path, BASE_COLUMNS)
 
     def knocked(self) -> pd.DataFrame:
-        if not self.knockout_path.exists():
-            return pd.DataFrame(columns=KNOCKOUT_COLUMNS)
-        return pd.read_csv(self.knockout_path)
+        return self.read(self.knockout_path, KNOCKOUT_COLUMNS)
+
+    @staticmethod
+    def read(path: Path, columns: list[str]) -> pd.DataFrame:
+        """The whole rows of a sweep CSV: a line cut short by a kill mid-write is not a row yet."""
+        text = _whole_lines(path).decode("utf-8")
+        if not text:
+            return pd.DataFrame(columns=columns)
+        header = text.split("\n", 1)[0].split(",")
+        if header != columns:
+            raise ValueError(f"{path} is not a knockout sweep file: its header is {header}, expected {columns}; "
+                             f"write the sweep to another --output")
+        return pd.read_csv(io.StringIO(text))
 
     @staticmethod
     def append(path: Path, rows: list[dict], columns: list[str]) -> None:
-        pd.DataFrame(rows, columns=columns).to_csv(path, mode="a", header=not path.exists(), index=False)
+        """Append rows in one write, synced. A torn last line left by an earlier kill is cut off first,
+        so each line is a whole row; its row is still to do and is run again."""
+        kept = _whole_lines(path)
+        if path.exists() and path.stat().st_size != len(kept):
+            os.truncate(path, len(kept))
+        text = pd.DataFrame(rows, columns=columns).to_csv(index=False, header=not kept)
+        with open(path, "a", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _whole_lines(path: Path) -> bytes:
+    """The file up to the end of its last whole row (empty when absent or without one): its last
+    newline outside quotes, since a quoted field (a token's text) may hold a newline."""
+    data = path.read_bytes() if path.exists() else b""
+    end = data.rfind(b"\n")
+    while end >= 0 and data.count(b'"', 0, end) % 2:
+        end = data.rfind(b"\n", 0, end)
+    return data[:end + 1]
 
 
 BASE_COLUMNS = ["doc_id", "target", "true_token", "pred_token", "pred_text", "correct", "p_pred", "p_true", "layout"]

@@ -1,11 +1,14 @@
-"""The analysis commands end to end on a tiny model and flow_synthetic: knockout (resumed), calibrate
+"""The analysis commands end to end on a tiny model and flow_synthetic: knockout (resumed, also after
+Ctrl-C and a torn row), calibrate
 and the logit lens, as users type them (each in its own process), through lmms-eval's own model and
 task loading. The model is random, so these tests check what is run and written, never scientific
 outcomes."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -76,6 +79,39 @@ def test_knockout_states_its_passes_and_resumes(sweep):
     assert (base["correct"] == (base["pred_token"] == base["true_token"])).all()
     assert (folder / "knockout.png").stat().st_size > 10_000
     assert json.loads((folder / "sweep.json").read_text())["depth"] == LAYERS
+
+
+def test_an_interrupted_sweep_resumes_to_the_rows_of_an_uninterrupted_one(shallow_model_dir, sweep, tmp_path):
+    """Ctrl-C (SIGINT) once knockout rows are being written, a torn row as a kill mid-write leaves
+    one, then the same command again: every row is the uninterrupted sweep's, none lost or doubled."""
+    folder, knocked, key = tmp_path / "interrupted", tmp_path / "interrupted" / "knockout.csv", ["pathway", "layer", "doc_id"]
+    command = [str(CLI), "knockout", *model_flags(shallow_model_dir), "--window", "5", "--output", str(folder)]
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        # SIGINT acts as in a terminal even where the test runner's own process ignores it.
+        run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        while run.poll() is None and not (knocked.exists() and knocked.stat().st_size):
+            time.sleep(0.01)
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=120) == 130
+    message = (tmp_path / "stderr.txt").read_text()
+    kept = pd.read_csv(knocked)
+    assert f"interrupted; {len(kept)} knockout rows kept in {folder}; run the same command again to resume" in message
+    assert "Traceback" not in message
+    reference = pd.read_csv(sweep[0] / "knockout.csv").sort_values(key, ignore_index=True)
+    assert 0 < len(kept) < len(reference)
+    pd.testing.assert_frame_equal(kept.sort_values(key, ignore_index=True),
+                                  reference.merge(kept[key]).sort_values(key, ignore_index=True))
+
+    done = set(knocked.read_text().splitlines())
+    todo = next(line for line in (sweep[0] / "knockout.csv").read_text().splitlines() if line not in done)
+    with open(knocked, "a") as handle:
+        handle.write(todo[: len(todo) // 2])  # no newline: the row was cut short
+    resumed = lmms_eval_flow(*command[1:])
+    assert f"knockout passes: {len(reference) - len(kept)} to run, {len(kept)} done before" in resumed
+    pd.testing.assert_frame_equal(pd.read_csv(knocked).sort_values(key, ignore_index=True), reference)
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "base.csv"), pd.read_csv(sweep[0] / "base.csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "summary.csv"), pd.read_csv(sweep[0] / "summary.csv"))
 
 
 def test_a_sweep_resumes_only_with_its_own_settings(shallow_model_dir, sweep):
