@@ -22,23 +22,45 @@ to be made when the YAML is read: each template says ``dataset_path: !function
 utils.DATASET_PATH`` and ``dataset_kwargs: !function utils.DATASET_KWARGS``, and lmms-eval's
 ``!function`` tag hands over those module attributes, computed by ``Benchmark.dataset_path()``
 and ``Benchmark.dataset_kwargs()``. Every other part of the task is the same for both sources.
+
+What is checked when a task loads
+---------------------------------
+A local folder's annotation files must be readable UTF-8 text (or a binary format); one that is
+not stops the run naming the file and why, before anything is generated. Each doc is checked by
+its benchmark's ``check_doc`` in ``process_docs`` (``Benchmark.prepare_docs``): a field missing
+or null, an answer that is not one of the options, a video path that leaves the data folder.
+A bad doc is kept, with its reason in the ``flow_problem`` column: building its prompt raises
+that reason (a flow model records it as a failed sample), and it is scored as wrong and counted
+in ``failed_samples`` by every model, so no reply to it is ever scored as a real answer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, wraps
 from pathlib import Path
 
 from loguru import logger
 
 from .reply import failure_of, flow_metrics
-from .run_errors import check_some_ran
+from .run_errors import RunStopped, check_some_ran
 
 DATA_DIR_VARIABLE = "LMMS_EVAL_FLOW_DATA_DIR"
+PROBLEM = "flow_problem"  # the column prepare_docs adds: why a doc is invalid, or None
+TEXT_SUFFIXES = {".json", ".jsonl", ".csv", ".tsv", ".txt", ".md", ".yaml", ".yml"}
+
+
+class DocProblem(ValueError):
+    """What is wrong with one doc: a field missing, null, of the wrong type or out of range."""
+
+
+class UnreadableData(RunStopped):
+    """A local data folder whose annotation files cannot be read: it stops the run (exit 1) with
+    the file and the reason, before any doc is loaded or generated."""
 
 
 @dataclass(frozen=True)
@@ -64,13 +86,23 @@ class Benchmark:
         return str(folder) if folder else self.hub_path
 
     def dataset_kwargs(self) -> dict:
-        """``dataset_kwargs`` for the task YAML: upstream's for the hub, none for a local folder.
+        """``dataset_kwargs`` for the task YAML: upstream's for the hub, a content-keyed cache for
+        a local folder.
 
         On the hub path ``video: True`` makes lmms-eval fetch and extract the videos into
         ``$HF_HOME/<cache_dir>`` unless that folder exists already, as upstream does.
+
+        ``datasets`` caches a local folder under its folder name and a hash of its README's
+        configs, neither of which changes when an annotation is fixed or another copy is
+        pointed at: the first copy ever loaded would be scored. So the folder is loaded into a
+        cache directory of its own, named by a hash of the annotation files' bytes
+        (``_content_key``): changed annotations are read again, unchanged ones reuse the cache.
+        A content key rather than no cache, because lmms-eval passes ``download_mode`` itself
+        (it cannot be overridden here) and a per-run directory would rebuild every time.
         """
-        if self.local_dir():
-            return {}
+        folder = self.local_dir()
+        if folder:
+            return {"cache_dir": str(_datasets_cache() / "lmms_eval_flow" / f"{self.name}-{_content_key(folder)}")}
         return {"token": True, "video": True, "cache_dir": self.cache_dir}
 
     def video_roots(self) -> list[Path]:
@@ -85,24 +117,32 @@ class Benchmark:
     def video(self, *relative_paths: str) -> str:
         """The first of ``relative_paths`` that exists under a video root, as an absolute path.
 
-        A missing video is an error that lists every place looked at, never a skipped doc.
+        A missing video is an error that lists every place looked at, never a skipped doc; a
+        path that would leave the data folder is refused (``inside_data``), never read.
         """
-        tried = [root / path for root in self.video_roots() for path in relative_paths]
+        tried = [root / inside_data(path) for root in self.video_roots() for path in relative_paths]
         for path in tried:
             if path.is_file():
                 return str(path)
         raise FileNotFoundError(f"{self.name}: no video at any of {', '.join(map(str, tried))}")
 
-    def prepare_docs(self, dataset):
-        """``process_docs`` hook: check the split's size and note each doc's dataset config.
+    def prepare_docs(self, dataset, check=None):
+        """``process_docs`` hook: check the split's size and each doc, and note each doc's config.
 
         lmms-eval calls it on each evaluated split after loading. The size check covers
         whatever was loaded (hub or local folder): a partial copy, a fixture or a changed hub
         dataset all say so in the log, naming the task and both counts. The config name
         (``flow_config``) tells a benchmark's shared functions which format or video folder
-        a doc belongs to, since the docs themselves do not say.
+        a doc belongs to, since the docs themselves do not say. ``check(doc)`` raises
+        ``DocProblem`` for a bad doc; its reason (naming the doc, its file and the field) goes
+        into the ``flow_problem`` column, so the doc fails alone when it is run and scored.
         """
         config, split = dataset.config_name or "default", str(dataset.split)
+        problems = [self._problem(check, doc, config, split, index) for index, doc in enumerate(dataset)]
+        bad = [problem for problem in problems if problem]
+        if bad:
+            logger.warning(f"{self.name} {config}/{split}: {len(bad)} of {len(dataset)} docs are invalid and will be "
+                           "failed samples, scored as wrong:\n" + "\n".join(bad))
         if (config, split) in self.published_sizes:
             task, expected = self.published_sizes[config, split]
             if len(dataset) != expected:
@@ -110,7 +150,20 @@ class Benchmark:
                     f"{task}: the {self.name} data has {len(dataset):,} questions in {config}/{split}, "
                     f"the published count is {expected:,}; scores are not comparable with published ones"
                 )
-        return dataset.add_column("flow_config", [config] * len(dataset))
+        return dataset.add_column("flow_config", [config] * len(dataset)).add_column(PROBLEM, problems)
+
+    def _problem(self, check, doc: dict, config: str, split: str, index: int) -> str | None:
+        """Why ``check`` refuses the doc, naming the doc and where it came from; None when it passes."""
+        if check is None:
+            return None
+        try:
+            check({**doc, "flow_config": config})
+        except Exception as error:  # a check that trips on a bad value (a KeyError...) is a bad doc too
+            reason = str(error) if isinstance(error, DocProblem) else f"{type(error).__name__}: {error}"
+            folder = self.local_dir()
+            files = ", ".join(_data_files(folder).get((config, split), ())) if folder else self.hub_path
+            return f"{self.name} {config}/{split} doc {index} ({files or folder}): {reason}"
+        return None
 
 
 @cache
@@ -125,6 +178,75 @@ def _local_folder(root: str | None, name: str, hub_path: str) -> Path | None:
     return folder
 
 
+def _datasets_cache() -> Path:
+    """Where lmms-eval has ``datasets`` cache what it loads (its own rule)."""
+    import datasets
+
+    return Path(os.environ.get("LMMS_EVAL_DATASETS_CACHE") or datasets.config.HF_DATASETS_CACHE).expanduser()
+
+
+@cache
+def _data_files(folder: Path) -> dict[tuple[str, str], tuple[str, ...]]:
+    """The annotation files ``datasets`` reads from a local folder, by (config, split), relative
+    to the folder; resolved by ``datasets`` itself, so exactly the files it will load."""
+    from datasets.load import dataset_module_factory
+
+    try:
+        configs = dataset_module_factory(str(folder)).builder_configs_parameters.builder_configs or []
+    except Exception as error:  # no data files, a README whose configs cannot be parsed...
+        raise UnreadableData(f"cannot find the annotation files of {folder}: {type(error).__name__}: {error}") from None
+    files = {}
+    for config in configs:
+        data_files = config.data_files.resolve(str(folder)) if hasattr(config.data_files, "resolve") else config.data_files
+        for split, paths in (data_files or {}).items():
+            files[config.name, str(split)] = tuple(os.path.relpath(path, folder) for path in paths)
+    return files
+
+
+def _content_key(folder: Path) -> str:
+    """A hash of the folder's README (its configs) and annotation files; their sizes and times
+    only decide whether to hash again."""
+    names = sorted({"README.md", *(name for names in _data_files(folder).values() for name in names)})
+    stats = tuple((name, *_stat(folder / name)) for name in names)
+    return _hash_files(folder, stats)
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return -1, -1  # a folder without a README: nothing to hash
+    return status.st_size, status.st_mtime_ns
+
+
+@cache
+def _hash_files(folder: Path, stats: tuple) -> str:
+    digest = hashlib.sha256()
+    for name, size, _ in stats:
+        if size >= 0:
+            digest.update(f"{name}\0{size}\0".encode())
+            digest.update(read_annotations(folder / name))
+    return digest.hexdigest()[:16]
+
+
+def read_annotations(path: Path) -> bytes:
+    """An annotation file's bytes; one that cannot be read, or a text file that is not UTF-8,
+    is an ``UnreadableData`` naming the file and the reason (``datasets`` would fail later, on
+    the first doc it decodes, with no file name)."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise UnreadableData(f"cannot read the annotation file {path}: {error.strerror or error}") from None
+    if path.suffix.lower() in TEXT_SUFFIXES:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = data[: error.start].count(b"\n") + 1
+            raise UnreadableData(f"the annotation file {path} is not UTF-8 text: byte 0x{data[error.start]:02x} at "
+                                 f"line {line} (offset {error.start}) is {error.reason}; save it as UTF-8") from None
+    return data
+
+
 @cache
 def _hub_snapshot(repo_id: str, hf_home: Path) -> Path | None:
     """The cached hub snapshot of a dataset repo, if any (some repos ship videos unzipped)."""
@@ -135,6 +257,84 @@ def _hub_snapshot(repo_id: str, hf_home: Path) -> Path | None:
         return Path(snapshot_download(repo_id=repo_id, repo_type="dataset", local_files_only=True))
     except LocalEntryNotFoundError:  # not in the cache: there is nothing to look in
         return None
+
+
+def inside_data(relative: str) -> str:
+    """A video path from the data, normalised, when it stays inside the data folder.
+
+    An absolute path, or one that climbs out with ``..``, is a ``DocProblem``: data never makes
+    the task read a file elsewhere. The test is on the path as written, not on where symbolic
+    links lead, since hub snapshots link their files into the hub cache's blob store.
+    """
+    path = os.path.normpath(str(relative))
+    if os.path.isabs(path) or path == ".." or path.startswith(f"..{os.sep}"):
+        raise DocProblem(f"video path {relative!r} leaves the data folder; paths must be relative, without '..'")
+    return path
+
+
+def require(doc: dict, **kinds) -> None:
+    """Each named field is present, not null and of its kind (a type or a tuple of types)."""
+    for name, kind in kinds.items():
+        if name not in doc:
+            raise DocProblem(f"field {name!r} is missing")
+        value = doc[name]
+        if value is None:
+            raise DocProblem(f"field {name!r} is null or missing")  # datasets fills a missing key with null
+        kinds_of = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, kinds_of) or (isinstance(value, bool) and bool not in kinds_of):
+            expected = " or ".join(k.__name__ for k in kinds_of)
+            raise DocProblem(f"field {name!r} = {value!r} is {type(value).__name__}, not {expected}")
+
+
+def require_texts(doc: dict, name: str, minimum: int = 2) -> list[str]:
+    """The doc's list field ``name`` (its options), each item a text, at least ``minimum`` of them."""
+    require(doc, **{name: list})
+    items = doc[name]
+    bad = [index for index, item in enumerate(items) if not isinstance(item, str)]
+    if bad or len(items) < minimum:
+        raise DocProblem(f"field {name!r} = {items!r} is not a list of at least {minimum} texts")
+    return items
+
+
+def option_index(doc: dict, name: str, options) -> int:
+    """The doc's answer field ``name`` as an index into ``options``; anything else (negative,
+    past the last option, not a whole number) is a ``DocProblem`` naming the valid indices, so
+    -1 is never read as the last option."""
+    require(doc, **{name: (int, str)})
+    value = doc[name]
+    index = int(value) if isinstance(value, int) or value.strip().isdigit() else -1
+    if not 0 <= index < len(options):
+        raise DocProblem(f"field {name!r} = {value!r} is not an option index; valid: 0 to {len(options) - 1} "
+                         f"({len(options)} options)")
+    return index
+
+
+def one_of(doc: dict, name: str, valid) -> None:
+    """The doc's field ``name`` is one of ``valid``."""
+    if doc.get(name) not in valid:
+        value = f"= {doc[name]!r} is" if name in doc else "is missing,"
+        raise DocProblem(f"field {name!r} {value} not one of {list(valid)}")
+
+
+def problem_of(doc: dict | None) -> str | None:
+    """Why the doc was found invalid when the task loaded, or None."""
+    return (doc or {}).get(PROBLEM)
+
+
+def refuse_invalid(doc: dict) -> None:
+    """Raise the doc's load-time problem where its prompt is built (``doc_to_visual``), so that a
+    flow model fails that sample alone and no model is shown a doc with a bad field."""
+    if problem_of(doc):
+        raise DocProblem(problem_of(doc))
+
+
+def unless_invalid(function):
+    """For ``doc_to_text`` and ``doc_to_target``, which lmms-eval calls on docs at load and when
+    logging samples: an invalid doc gets its problem as the text instead of a crash on a bad field."""
+    @wraps(function)
+    def checked(doc: dict, *args, **kwargs):
+        return f"(invalid doc: {problem_of(doc)})" if problem_of(doc) else function(doc, *args, **kwargs)
+    return checked
 
 
 def lettered(options: list[str]) -> dict[str, str]:
@@ -181,13 +381,19 @@ def score(correct: bool, reply: str, category=None, categories=(), doc: dict | N
     metrics) and ``mean_of_scored`` averages only the docs of that category. A failed sample
     counts as a wrong answer and has no edges. ``doc`` finds the edges of a reply that
     lmms-eval's response cache served as plain text (see ``reply.attention_metrics``).
+
+    A doc checked at load (``prepare_docs``) reports ``failed_samples`` with every reply, plain
+    text too, and an invalid one scores 0 whatever was replied, in no category (it may have none).
     """
-    failure = failure_of(reply)
+    failure = failure_of(reply) or problem_of(doc)
     value = 0.0 if failure else float(correct)
-    if categories and category not in categories:
+    if problem_of(doc):
+        category = None
+    elif categories and category not in categories:
         raise ValueError(f"category {category!r} is not one of {list(categories)}")
     per_category = {f"accuracy_{metric_name(c)}": (value if c == category else None) for c in categories}
-    return {"accuracy": value, **per_category, **flow_metrics(reply, doc)}
+    checked = {"failed_samples": failure} if doc is not None and PROBLEM in doc else {}
+    return {"accuracy": value, **per_category, **flow_metrics(reply, doc), **checked}
 
 
 def mean_of_scored(values: list) -> float:

@@ -25,7 +25,12 @@ from lmms_eval_flow.reply import FlowReply
 from lmms_eval_flow.task_utils import (
     DATA_DIR_VARIABLE,
     Benchmark,
+    DocProblem,
+    UnreadableData,
+    inside_data,
     mean_of_scored,
+    option_index,
+    require,
     score,
     video_messages,
 )
@@ -51,10 +56,96 @@ def test_without_an_override_the_hub_dataset_is_read_as_upstream_reads_it(monkey
 
 def test_the_override_folder_replaces_the_hub(monkeypatch, tmp_path):
     (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "test.jsonl").write_text('{"question": "q0"}\n')
     monkeypatch.setenv(DATA_DIR_VARIABLE, str(tmp_path))
     assert BENCHMARK.dataset_path() == str(tmp_path / "demo")
-    assert BENCHMARK.dataset_kwargs() == {}
+    assert list(BENCHMARK.dataset_kwargs()) == ["cache_dir"]  # no download, no video archives
     assert BENCHMARK.video_roots() == [tmp_path / "demo"]
+
+
+def test_a_local_folder_is_cached_under_the_key_of_its_annotations(monkeypatch, tmp_path):
+    """datasets alone keys a local folder by its name: a fixed or other copy would not be read."""
+    for copy in ("a", "b"):
+        (tmp_path / copy / "demo").mkdir(parents=True)
+        (tmp_path / copy / "demo" / "test.jsonl").write_text('{"question": "q0", "answer": 1}\n')
+
+    def cache_dir(copy: str) -> Path:
+        monkeypatch.setenv(DATA_DIR_VARIABLE, str(tmp_path / copy))
+        return Path(BENCHMARK.dataset_kwargs()["cache_dir"])
+
+    first = cache_dir("a")
+    assert first.parent == Path(datasets.config.HF_DATASETS_CACHE) / "lmms_eval_flow" and first.name.startswith("demo-")
+    assert cache_dir("b") == first  # the same annotations share a cache
+    (tmp_path / "b" / "demo" / "test.jsonl").write_text('{"question": "q0", "answer": 2}\n')
+    assert cache_dir("b") != first and cache_dir("a") == first
+    (tmp_path / "b" / "demo" / "README.md").write_text("# a README holds the configs: it is part of the key\n")
+    assert len({cache_dir("a"), cache_dir("b"), first}) == 2 and cache_dir("b") != first
+
+
+def test_an_annotation_file_that_cannot_be_read_is_named_with_the_reason(monkeypatch, tmp_path):
+    (tmp_path / "demo").mkdir()
+    latin1 = b'{"question": "q0"}\n{"question": "caf\xe9"}\n'
+    (tmp_path / "demo" / "test.jsonl").write_bytes(latin1)
+    monkeypatch.setenv(DATA_DIR_VARIABLE, str(tmp_path))
+    with pytest.raises(UnreadableData, match=rf"test\.jsonl is not UTF-8 text: byte 0xe9 at line 2 \(offset {latin1.index(0xe9)}\)"):
+        BENCHMARK.dataset_kwargs()
+    (tmp_path / "empty" / "demo").mkdir(parents=True)
+    monkeypatch.setenv(DATA_DIR_VARIABLE, str(tmp_path / "empty"))
+    with pytest.raises(UnreadableData, match=r"cannot find the annotation files of .*empty/demo"):
+        BENCHMARK.dataset_kwargs()
+
+
+def test_video_paths_from_the_data_stay_inside_the_data_folder(monkeypatch, tmp_path):
+    assert inside_data("videos/../human/a.mp4") == "human/a.mp4"
+    for path in ("../a.mp4", "videos/../../a.mp4", "/etc/passwd", ".."):
+        with pytest.raises(DocProblem, match=f"video path '{path}' leaves the data folder"):
+            inside_data(path)
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "outside.mp4").write_bytes(b"a file that exists, outside the data folder")
+    monkeypatch.setenv(DATA_DIR_VARIABLE, str(tmp_path))
+    for path in ("../outside.mp4", str(tmp_path / "outside.mp4")):
+        with pytest.raises(DocProblem, match="leaves the data folder"):
+            BENCHMARK.video("missing.mp4", path)
+
+
+def test_fields_and_answers_are_checked_against_the_options():
+    doc = {"question": "q", "answer": 2, "flag": True, "ratio": 2.0, "none": None}
+    require(doc, question=str, answer=int)
+    for kinds, message in [({"missing": str}, "field 'missing' is missing"), ({"none": str}, "field 'none' is null"),
+                           ({"flag": int}, "field 'flag' = True is bool, not int"),
+                           ({"question": (int, float)}, "field 'question' = 'q' is str, not int or float")]:
+        with pytest.raises(DocProblem, match=message):
+            require(doc, **kinds)
+    options = ["a", "b", "c"]
+    assert option_index(doc, "answer", options) == 2 and option_index({"answer": " 1"}, "answer", options) == 1
+    for answer in (-1, 3, "-1", "two"):  # -1 is not the last option
+        with pytest.raises(DocProblem, match=r"field 'answer' = .* is not an option index; valid: 0 to 2 \(3 options\)"):
+            option_index({"answer": answer}, "answer", options)
+    for answer, kind in ((True, "bool"), (2.0, "float")):
+        with pytest.raises(DocProblem, match=f"field 'answer' = {answer} is {kind}, not int or str"):
+            option_index({"answer": answer}, "answer", options)
+
+
+BENCHMARK_CONFIGS = [("tempcompass", c, "flow_tempcompass") for c in ("multi-choice", "yes_no", "caption_matching", "captioning")] + [
+    ("tvbench", c, "flow_tvbench") for c in ("action_antonym", "action_count", "action_localization", "action_sequence",
+                                             "egocentric_sequence", "moving_direction", "object_count", "object_shuffle",
+                                             "scene_transition", "unexpected_action")] + [
+    ("tomato", None, "flow_tomato"), ("nextqa", "MC", "flow_nextqa"), ("activitynetqa", None, "flow_activitynetqa"),
+    ("longvideobench", None, "flow_longvideobench")]
+
+
+@pytest.mark.parametrize("name, config, task", BENCHMARK_CONFIGS, ids=lambda value: str(value))
+def test_every_fixture_doc_passes_its_benchmark_check_and_a_broken_one_does_not(name, config, task):
+    """The checks accept the real schema (the fixtures), and refuse each doc once its answer is gone."""
+    import importlib
+
+    utils = importlib.import_module(f"lmms_eval_flow.tasks.{task}.utils")
+    docs = fixture_docs(name, config)
+    answer = next(field for field in ("answer", "correct_choice") if field in docs[0])
+    for doc in docs:
+        utils.check_doc({**doc, "flow_config": config or "default"})
+        with pytest.raises(DocProblem, match=f"field '{answer}' is null"):
+            utils.check_doc({**doc, answer: None, "flow_config": config or "default"})
 
 
 def test_an_override_without_the_benchmark_folder_says_so_and_uses_the_hub(monkeypatch, tmp_path, warnings):

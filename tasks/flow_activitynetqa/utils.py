@@ -15,7 +15,17 @@ from __future__ import annotations
 from lmms_eval_flow import judge
 from lmms_eval_flow.answers import exact_match, strip_reasoning, token_f1
 from lmms_eval_flow.reply import failure_of, flow_metrics
-from lmms_eval_flow.task_utils import Benchmark, prompt, video_messages
+from lmms_eval_flow.task_utils import (
+    PROBLEM,
+    Benchmark,
+    inside_data,
+    problem_of,
+    prompt,
+    refuse_invalid,
+    require,
+    unless_invalid,
+    video_messages,
+)
 
 BENCHMARK = Benchmark(
     name="activitynetqa",
@@ -26,21 +36,34 @@ BENCHMARK = Benchmark(
 DATASET_PATH = BENCHMARK.dataset_path()
 DATASET_KWARGS = BENCHMARK.dataset_kwargs()
 JUDGE_MODEL = judge.configured_model()  # recorded in the results' task metadata
-process_docs = BENCHMARK.prepare_docs
+EXTENSIONS = ("mp4", "webm", "mkv")
 
 
+def check_doc(doc: dict) -> None:
+    """Every field the task reads, checked when it loads (see ``task_utils.prepare_docs``)."""
+    require(doc, video_name=str, question=str, answer=str)
+    inside_data(f"all_test/v_{doc['video_name']}.mp4")
+
+
+def process_docs(dataset):
+    return BENCHMARK.prepare_docs(dataset, check_doc)
+
+
+@unless_invalid
 def doc_to_target(doc: dict) -> str:
     return doc["answer"]
 
 
 def doc_to_visual(doc: dict) -> list[str]:
-    return [BENCHMARK.video(*(f"all_test/v_{doc['video_name']}.{ext}" for ext in ("mp4", "webm", "mkv")))]
+    refuse_invalid(doc)
+    return [BENCHMARK.video(*(f"all_test/v_{doc['video_name']}.{ext}" for ext in EXTENSIONS))]
 
 
 def question(doc: dict) -> str:
     return doc["question"].strip().capitalize().rstrip("?") + "?"
 
 
+@unless_invalid
 def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
     return prompt(lmms_eval_specific_kwargs, question(doc))
 
@@ -50,9 +73,10 @@ def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) ->
 
 
 def process_results(doc: dict, results: list[str]) -> dict:
-    """A failed sample (``failed_samples``: it could not run) scores 0 on every metric."""
+    """A failed sample (``failed_samples``: it could not run, or its doc is invalid) scores 0 on
+    every metric."""
     reply = results[0]
-    failure = failure_of(reply)
+    failure = failure_of(reply) or problem_of(doc)
     if failure:
         metrics = {"exact_match": 0.0, "token_f1": 0.0}
     else:
@@ -60,4 +84,5 @@ def process_results(doc: dict, results: list[str]) -> dict:
     if judge.configured_model():
         correct, rating = (False, 0) if failure else judge.judge(question(doc), doc["answer"], strip_reasoning(reply).strip())
         metrics.update(judge_accuracy=float(correct), judge_score=float(rating))
-    return {**metrics, **flow_metrics(reply, doc)}
+    checked = {"failed_samples": failure} if PROBLEM in doc else {}  # reported with plain replies too
+    return {**metrics, **flow_metrics(reply, doc), **checked}

@@ -10,10 +10,16 @@ from __future__ import annotations
 from lmms_eval_flow.answers import parse_choice
 from lmms_eval_flow.task_utils import (
     Benchmark,
+    inside_data,
     lettered,
+    option_index,
     options_block,
+    problem_of,
     prompt,
+    refuse_invalid,
+    require,
     score,
+    unless_invalid,
     video_messages,
 )
 
@@ -25,21 +31,39 @@ BENCHMARK = Benchmark(
 )
 DATASET_PATH = BENCHMARK.dataset_path()
 DATASET_KWARGS = BENCHMARK.dataset_kwargs()
-process_docs = BENCHMARK.prepare_docs
+OPTION_FIELDS = tuple(f"a{index}" for index in range(5))
+
+
+def video(doc: dict) -> str:
+    return f"NExTVideo/{doc['video']}.mp4"
+
+
+def check_doc(doc: dict) -> None:
+    """Every field the task reads, checked when it loads (see ``task_utils.prepare_docs``)."""
+    require(doc, video=(int, str), question=str, **dict.fromkeys(OPTION_FIELDS, (str, int, float)))
+    option_index(doc, "answer", OPTION_FIELDS)
+    inside_data(video(doc))
+
+
+def process_docs(dataset):
+    return BENCHMARK.prepare_docs(dataset, check_doc)
 
 
 def options(doc: dict) -> dict[str, str]:
-    return lettered([str(doc[f"a{index}"]).strip() for index in range(5)])
+    return lettered([str(doc[name]).strip() for name in OPTION_FIELDS])
 
 
+@unless_invalid
 def doc_to_target(doc: dict) -> str:
-    return list(options(doc))[int(doc["answer"])]
+    return list(options(doc))[option_index(doc, "answer", OPTION_FIELDS)]
 
 
 def doc_to_visual(doc: dict) -> list[str]:
-    return [BENCHMARK.video(f"NExTVideo/{doc['video']}.mp4")]
+    refuse_invalid(doc)
+    return [BENCHMARK.video(video(doc))]
 
 
+@unless_invalid
 def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
     return prompt(lmms_eval_specific_kwargs, f"{doc['question'].strip()}\n{options_block(options(doc))}")
 
@@ -50,4 +74,6 @@ def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) ->
 
 def process_results(doc: dict, results: list[str]) -> dict:
     reply = results[0]
+    if problem_of(doc):
+        return score(False, reply, doc=doc)
     return score(parse_choice(reply, options(doc)) == doc_to_target(doc), reply, doc=doc)

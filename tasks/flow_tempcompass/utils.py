@@ -26,10 +26,17 @@ import re
 from lmms_eval_flow.answers import parse_choice, parse_yes_no
 from lmms_eval_flow.task_utils import (
     Benchmark,
+    DocProblem,
+    inside_data,
     mean_of_scored,  # noqa: F401 (the YAML's per-aspect aggregation)
+    one_of,
     options_block,
+    problem_of,
     prompt,
+    refuse_invalid,
+    require,
     score,
+    unless_invalid,
     video_messages,
 )
 
@@ -46,7 +53,6 @@ BENCHMARK = Benchmark(
 )
 DATASET_PATH = BENCHMARK.dataset_path()
 DATASET_KWARGS = BENCHMARK.dataset_kwargs()
-process_docs = BENCHMARK.prepare_docs
 ASPECTS = ("action", "speed", "direction", "order", "attribute_change")
 
 # "A. text", " D. text", "C.text" (multi-choice); "Caption A: text", "Option 1: text" (caption matching).
@@ -59,7 +65,7 @@ def _labelled_lines(lines: list[str]) -> dict[str, str]:
     for line in lines:
         match = _OPTION_LINE.match(line)
         if not match:
-            raise ValueError(f"TempCompass option line {line!r} is neither 'A. text' nor 'Caption A: text'")
+            raise DocProblem(f"TempCompass option line {line!r} is neither 'A. text' nor 'Caption A: text'")
         options[match["key"]] = match["text"].strip()
     return options
 
@@ -67,7 +73,7 @@ def _labelled_lines(lines: list[str]) -> dict[str, str]:
 def _answer_key(answer: str) -> str:
     match = _OPTION_LINE.match(answer)
     if not match:
-        raise ValueError(f"TempCompass answer {answer!r} names no option")
+        raise DocProblem(f"field 'answer' = {answer!r} names no option")
     return match["key"]
 
 
@@ -75,7 +81,7 @@ def _information(doc: dict) -> dict[str, dict]:
     """The captioning candidates: {"A": {"subject": ..., "action": ...}, ...}."""
     found = {m["key"]: ast.literal_eval(m["info"]) for m in map(_INFORMATION_LINE.match, doc["question"].split("\n")) if m}
     if len(found) < 2:
-        raise ValueError(f"TempCompass captioning question lists no candidate information: {doc['question']!r}")
+        raise DocProblem(f"TempCompass captioning question lists no candidate information: {doc['question']!r}")
     return found
 
 
@@ -98,14 +104,36 @@ def options(doc: dict) -> dict[str, str]:
     raise ValueError(f"TempCompass format {fmt!r} has no options")
 
 
+def video(doc: dict) -> str:
+    return f"videos/{doc['video_id']}.mp4"
+
+
+def check_doc(doc: dict) -> None:
+    """Every field the task reads, checked when it loads (see ``task_utils.prepare_docs``)."""
+    require(doc, video_id=(str, int), question=str, answer=str)
+    one_of(doc, "dim", ASPECTS)
+    if doc["flow_config"] == "yes_no":
+        one_of(doc, "answer", ("yes", "no"))
+    elif _answer_key(doc["answer"]) not in options(doc):
+        raise DocProblem(f"field 'answer' = {doc['answer']!r} is not one of the options {list(options(doc))}")
+    inside_data(video(doc))
+
+
+def process_docs(dataset):
+    return BENCHMARK.prepare_docs(dataset, check_doc)
+
+
+@unless_invalid
 def doc_to_target(doc: dict) -> str:
     return doc["answer"] if doc["flow_config"] == "yes_no" else _answer_key(doc["answer"])
 
 
 def doc_to_visual(doc: dict) -> list[str]:
-    return [BENCHMARK.video(f"videos/{doc['video_id']}.mp4")]
+    refuse_invalid(doc)
+    return [BENCHMARK.video(video(doc))]
 
 
+@unless_invalid
 def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
     kwargs = dict(lmms_eval_specific_kwargs or {})
     post_prompts = kwargs.get("post_prompt") or {}
@@ -122,6 +150,8 @@ def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) ->
 
 def process_results(doc: dict, results: list[str]) -> dict:
     reply = results[0]
+    if problem_of(doc):
+        return score(False, reply, categories=ASPECTS, doc=doc)
     if doc["flow_config"] == "yes_no":
         picked = parse_yes_no(reply)
     else:
