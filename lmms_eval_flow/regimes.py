@@ -65,12 +65,32 @@ class Regime:
         return f"{self.name} ({details})" if details else self.name
 
 
-# Map the Flow's published effective ranges, by language-model depth (SPEC table).
-PUBLISHED_RANGES = {
-    28: ("VideoLLaMA3-7B (Qwen2.5-7B LM)", {"cross_frame": "1-15", "video_question": "6-20", "question_last": "21-28"}),
-    32: ("LLaVA-NeXT-7B video", {"cross_frame": "6-15", "video_question": "6-20", "question_last": "16-25"}),
-    40: ("LLaVA-NeXT-13B video", {"cross_frame": "6-15", "video_question": "6-20", "question_last": "16-30"}),
-}
+@dataclass(frozen=True)
+class PublishedRanges:
+    """One row of Map the Flow's published effective ranges (SPEC table), and how to tell the
+    model it was measured on: its checkpoints' names, or its family at its depth."""
+
+    model: str
+    depth: int
+    ranges: dict[str, str]
+    checkpoints: tuple[str, ...] = ()  # lower-case pieces of the checkpoints' names
+    model_types: tuple[str, ...] = ()  # config.model_type of the family, at ``depth`` layers
+
+
+PUBLISHED = (
+    PublishedRanges("VideoLLaMA3-7B (Qwen2.5-7B LM)", 28,
+                    {"cross_frame": "1-15", "video_question": "6-20", "question_last": "21-28"},
+                    ("videollama3-7b", "videollama3_7b"), ("video_llama_3",)),
+    PublishedRanges("LLaVA-NeXT-7B video", 32,
+                    {"cross_frame": "6-15", "video_question": "6-20", "question_last": "16-25"},
+                    ("llava-next-video-7b", "llava-next-7b"), ("llava_next_video",)),
+    PublishedRanges("Mini-InternVL-4B video", 32,
+                    {"cross_frame": "6-15", "video_question": "6-20", "question_last": "11-30"},
+                    ("mini-internvl",)),
+    PublishedRanges("LLaVA-NeXT-13B video", 40,
+                    {"cross_frame": "6-15", "video_question": "6-20", "question_last": "16-30"},
+                    ("llava-next-video-13b", "llava-next-13b"), ("llava_next_video",)),
+)
 # Causality Matters' settings for Qwen2.5-VL-7B (28 layers).
 STAGED_DEFAULTS = {"query_last_frame": "10-20", "no_inter_frame": "20-28"}
 EXIT_DEFAULTS = {"exit_layer": 20, "exit_by": "drop"}
@@ -91,12 +111,21 @@ REGIMES = tuple(REGIME_PARAMETERS)
 PARAMETERS = tuple(dict.fromkeys(p for ps in REGIME_PARAMETERS.values() for p in ps))
 
 
-def published_ranges(depth: int) -> tuple[str, dict[str, str]]:
-    """The effective ranges published for the closest LM depth (ties go to the shallower model),
-    clipped to this model's depth. Returns where they come from and the ranges."""
-    closest = min(PUBLISHED_RANGES, key=lambda d: (abs(d - depth), d))
-    source, ranges = PUBLISHED_RANGES[closest]
-    return source, {name: _clip(name, text, depth) for name, text in ranges.items()}
+def published_ranges(depth: int, model_type: str | None = None,
+                     checkpoint: str | None = None) -> tuple[str, dict[str, str]]:
+    """The published effective ranges for this model, and where they come from.
+
+    A row applies when the checkpoint's name names its model, or the model is of its family at
+    its depth. Otherwise the row of the closest published depth (ties: the shallower, then the
+    first listed) is a guess, clipped to this depth, and says so (the flow model logs it).
+    """
+    name = (checkpoint or "").lower()
+    for row in PUBLISHED:
+        if row.depth == depth and (any(piece in name for piece in row.checkpoints) or model_type in row.model_types):
+            return f"published for {row.model}", dict(row.ranges)
+    row = min(PUBLISHED, key=lambda r: (abs(r.depth - depth), r.depth))
+    return (f"a guess: none published for this model; the row of the closest published depth, {row.model} "
+            f"({row.depth} layers)"), {key: _clip(key, text, depth) for key, text in row.ranges.items()}
 
 
 def read_ranges_file(path: str, depth: int) -> tuple[str, dict[str, str]]:
@@ -128,11 +157,14 @@ def _clip(name: str, text: str, depth: int) -> str:
     return f"{first}-{min(last, depth)}"
 
 
-def build_regime(name: str, depth: int, **params) -> Regime:
+def build_regime(name: str, depth: int, *, model_type: str | None = None, checkpoint: str | None = None,
+                 **params) -> Regime:
     """The regime ``name`` for a language model of ``depth`` layers, from model arguments.
 
-    Unset parameters take SPEC's defaults; a parameter that the regime does not take, a
-    malformed value or a range outside the model raises ``ValueError`` naming it.
+    Unset parameters take SPEC's defaults (``effective``'s ranges: the row published for this
+    model, told by ``model_type`` and ``checkpoint``, see ``published_ranges``); a parameter
+    that the regime does not take, a malformed value or a range outside the model raises
+    ``ValueError`` naming it.
     """
     if name not in REGIME_PARAMETERS:
         raise ValueError(f"regime={name!r} is not a regime; valid regimes: {', '.join(REGIMES)}")
@@ -148,7 +180,7 @@ def build_regime(name: str, depth: int, **params) -> Regime:
     if name == "full":
         return Regime("full", depth)
     if name in ("effective", "random"):
-        return _pathway_regime(name, depth, given)
+        return _pathway_regime(name, depth, given, model_type, checkpoint)
     if name == "staged":
         return _staged(depth, given)
     return _temporal_exit(depth, given)
@@ -158,13 +190,15 @@ def _all_layers(depth: int) -> frozenset[int]:
     return frozenset(range(depth))
 
 
-def _pathway_regime(name: str, depth: int, given: dict) -> Regime:
+def _pathway_regime(name: str, depth: int, given: dict, model_type: str | None, checkpoint: str | None) -> Regime:
     """Map the Flow's effective pathways: each flow allowed only in its range (SPEC `effective`)."""
     keys = RANGE_KEYS
     if "ranges" in given:
         source, defaults = read_ranges_file(given["ranges"], depth)
+    elif all(key in given for key in keys):
+        source, defaults = None, {}
     else:
-        source, defaults = published_ranges(depth) if not all(key in given for key in keys) else (None, {})
+        source, defaults = published_ranges(depth, model_type, checkpoint)
     ranges = {key: parse_layer_range(given[key] if key in given else defaults[key], depth, key) for key in keys}
     every = _all_layers(depth)
     cross, video_q, q_last = ranges["cross_frame"], ranges["video_question"], ranges["question_last"]

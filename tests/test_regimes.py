@@ -80,6 +80,26 @@ def test_qwen_depth_takes_the_28_layer_row():
     assert "VideoLLaMA3" in regime.settings["ranges_from"]
 
 
+@pytest.mark.parametrize("depth, model_type, checkpoint, source, question_last", [
+    (32, "llava_next_video", "llava-hf/LLaVA-NeXT-Video-7B-hf", "published for LLaVA-NeXT-7B video", "16-25"),
+    (40, "llava_next_video", "llava-hf/LLaVA-NeXT-Video-13B-hf", "published for LLaVA-NeXT-13B video", "16-30"),
+    (32, "internvl_chat", "OpenGVLab/Mini-InternVL-Chat-4B-V1-5", "published for Mini-InternVL-4B video", "11-30"),
+    (28, "video_llama_3", "DAMO-NLP-SG/VideoLLaMA3-7B", "published for VideoLLaMA3-7B (Qwen2.5-7B LM)", "21-28"),
+    # Depth matches only: the row is a guess, and says which row it came from.
+    (28, "qwen2_5_vl", "Qwen/Qwen2.5-VL-7B-Instruct", "a guess: none published for this model; the row of the "
+     "closest published depth, VideoLLaMA3-7B (Qwen2.5-7B LM) (28 layers)", "21-28"),
+    (32, "llava_onevision", "some/32-layer-model", "a guess: none published for this model; the row of the closest "
+     "published depth, LLaVA-NeXT-7B video (32 layers)", "16-25"),
+    (36, "qwen3_vl", None, "a guess: none published for this model; the row of the closest published depth, "
+     "LLaVA-NeXT-7B video (32 layers)", "16-25"),
+])
+def test_default_ranges_are_the_models_published_row_or_say_they_are_a_guess(depth, model_type, checkpoint, source,
+                                                                             question_last):
+    regime = build_regime("effective", depth, model_type=model_type, checkpoint=checkpoint)
+    assert regime.settings["ranges_from"] == source
+    assert regime.settings["question_last"] == question_last
+
+
 def test_unpublished_depth_takes_closest_row_clipped():
     assert published_ranges(36)[1] == {"cross_frame": "6-15", "video_question": "6-20", "question_last": "16-25"}
     assert published_ranges(39)[1]["question_last"] == "16-30"

@@ -16,7 +16,7 @@ import json
 import math
 from pathlib import Path
 
-from ..regimes import EXIT_DEFAULTS, PUBLISHED_RANGES, STAGED_DEFAULTS
+from ..regimes import EXIT_DEFAULTS, PUBLISHED, STAGED_DEFAULTS
 
 # The folder name is the checkpoint's name in leaderboards.
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "qwen2_5_vl_temporal_toy"
@@ -27,7 +27,7 @@ PAPERS_DEPTH = 28
 def papers_settings() -> dict[str, dict[str, str]]:
     """The regimes' settings for a 28-layer LM: Map the Flow's row for a Qwen2.5-7B LM and
     Causality Matters' staged and exit layers for Qwen2.5-VL-7B."""
-    effective = PUBLISHED_RANGES[PAPERS_DEPTH][1]
+    effective = next(row.ranges for row in PUBLISHED if row.depth == PAPERS_DEPTH)
     return {"effective": effective, "random": effective, "staged": STAGED_DEFAULTS,
             "temporal_exit": {"exit_layer": str(EXIT_DEFAULTS["exit_layer"])}}
 
