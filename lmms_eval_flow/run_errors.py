@@ -5,10 +5,14 @@ lmms-eval's CLI (``cli_evaluate``) catches every ``Exception`` a run raises, log
 that did. So an error after which a flow run cannot give valid results is a ``RunStopped``, a
 ``SystemExit``, which ``except Exception`` lets through: lmms-eval's code catches nothing wider
 (no bare ``except:`` or ``except BaseException`` on the way from the model or the scorer to its
-``__main__``), so Python ends the process with exit status 1 and prints the message as the last
-line of stderr. A ``SystemExit`` is Python's own way for a program to ask to end with a status;
-unlike a ``BaseException`` of our own it ends the run without a traceback, as the message says
-everything (the error, the sample or folder, and the fix).
+``__main__``), so Python ends the process with exit status 1 and prints the message on stderr, on
+a line of its own starting ``lmms-eval-flow stopped the run:``. A ``SystemExit`` is Python's own
+way for a program to ask to end with a status; unlike a ``BaseException`` of our own it ends the
+run without a traceback, as the message says everything (the error, the sample or folder, and
+the fix). ``--verbosity DEBUG`` changes nothing here.
+
+What this cannot catch: lmms-eval writing its own results files (a full disk leaves 0-byte
+files and an INFO line); that happens after the last flow code of the run has returned.
 
 What raises one: bad ``--model_args`` (``ConfigurationError``), ``strict=true`` at a failed
 sample, an edge ledger that cannot be written or is in use by another run, a wrapper whose
@@ -22,7 +26,7 @@ PREFIX = "lmms-eval-flow stopped the run"
 
 
 class RunStopped(SystemExit):
-    """An error that ends the run rather than one sample; the process exits 1, with
+    """An error that ends the run rather than one sample; the process exits 1, with the line
     ``lmms-eval-flow stopped the run: <type>: <message>`` on stderr. ``str(error)`` is the message."""
 
     def __init__(self, message: str):

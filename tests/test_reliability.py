@@ -2,10 +2,15 @@
 prefills and answers, checked piece by piece (the CLI runs are in test_reliability_cli.py)."""
 
 import json
+import os
 import pickle
 import re
+import socket
+import subprocess
+import sys
 
 import pytest
+import torch
 import transformers
 from bad_videos import BUDGET, write_video
 from lmms_eval.api.instance import Instance
@@ -15,13 +20,14 @@ from lmms_eval.models.model_utils.usage_metrics import set_task_context
 from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import Qwen2_5_VLFlow
 from PIL import Image
 
+from lmms_eval_flow import ledger as ledger_module
 from lmms_eval_flow import reply as reply_module
 from lmms_eval_flow.atomic import atomic_write_bytes, atomic_write_text
 from lmms_eval_flow.flow_model import FailedSampleError, LedgerError, RunOptions
-from lmms_eval_flow.run_errors import ConfigurationError
+from lmms_eval_flow.run_errors import ConfigurationError, NothingRan, RepeatedGenerationError, check_some_ran
 from lmms_eval_flow.ledger import EdgeLedger, asked_by_response_cache, doc_key, fingerprint, scoring_task
 from lmms_eval_flow.reply import FlowReply, attention_metrics
-from lmms_eval_flow.sample_checks import check_sample, video_problem
+from lmms_eval_flow.sample_checks import check_sample, frames_to_sample, video_problem
 from lmms_eval_flow.task_utils import failed_samples, mean_of_scored, score, video_messages
 
 SMALL = {"device": "cpu", "device_map": "cpu", "max_pixels": 3136, "min_pixels": 3136, "max_num_frames": 8}
@@ -295,3 +301,71 @@ def test_an_unwritable_edge_ledger_stops_the_run(tiny_model_dir, videos, tmp_pat
     with pytest.raises(LedgerError, match=rf"cannot write the edge ledger in {blocked}/\w+ .*give a writable folder"):
         cache.execute(model, "generate_until", [request])
     cache.close()
+
+
+# -- errors that are not a sample's ---------------------------------------------------------
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_the_same_generation_error_three_times_in_a_row_stops_the_run(tiny_model_dir, videos):
+    """Without device_map=cpu every sample's inputs go to a GPU that is not there. Another error
+    (the too-wide clip's) starts the count again; a sample's own failure (the missing file)
+    neither counts nor breaks the row; the third in a row stops the run."""
+    model = Qwen2_5_VLFlow.create_from_arg_string(
+        f"pretrained={tiny_model_dir},regime=effective,max_pixels=3136,min_pixels=3136,max_num_frames=8")
+    order = ["good_a", "too_wide", "good_b", "missing", "good_a", "good_b", "good_a"]
+    with pytest.raises(RepeatedGenerationError, match=r"^3 samples in a row \(flow_x doc 2, flow_x doc 4, flow_x doc 5\) "
+                       r"failed in generation with the same error, so its cause is the run's, not theirs: RuntimeError: "
+                       r"Found no NVIDIA driver .* Fix: this machine has no CUDA GPU: run on the CPU with "
+                       r"device=cpu,device_map=cpu in --model_args\.$"):
+        ask(model, [videos[name] for name in order])
+    failures = [reply and reply.text.failure for reply in model._replies]
+    assert failures[1] == f"flow_x doc 1 ({videos['too_wide']}): generation failed (ValueError: absolute aspect ratio " \
+                          "must be smaller than 200, got 250.0)"
+    assert failures[3] == f"flow_x doc 3 ({videos['missing']}): no such file"
+    assert all("Found no NVIDIA driver" in failures[i] for i in (0, 2, 4, 5)) and failures[6] is None
+
+
+def test_a_task_whose_every_sample_failed_has_no_accuracy():
+    check_some_ran([None, "flow_x doc 1 (/v/1.mp4): no such file"])  # one ran: scored as usual
+    check_some_ran([])
+    with pytest.raises(NothingRan, match=r"^every one of the 2 samples of a task failed, so it has no accuracy .* no "
+                                         r"results are written\. The failures: a: no such file; b: the doc has no video$"):
+        failed_samples(["a: no such file", "b: the doc has no video"])  # the tasks' aggregation
+    with pytest.raises(NothingRan, match=r"^every one of the 5 samples .* None of the videos is there: are the "
+                                         r"benchmark's video archives extracted .* The failures: a: no such file; "
+                                         r"b: no such file; c: no such file; and 1 more$"):
+        check_some_ran(["a: no such file", "a: no such file", "b: no such file", "c: no such file", "d: no such file"])
+
+
+def test_an_edge_ledger_is_answered_into_by_one_process_at_a_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(ledger_module, "_held", {})  # released when the test ends
+    EdgeLedger(tmp_path, rank=0).hold()
+    EdgeLedger(tmp_path, rank=0).hold()  # this process holds it already
+    holder = json.loads((tmp_path / "rank_0.holder.json").read_text())
+    assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+
+    def hold_elsewhere(rank):
+        code = f"from lmms_eval_flow.ledger import EdgeLedger; EdgeLedger({str(tmp_path)!r}, rank={rank}).hold()"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+    refused = hold_elsewhere(0)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"lmms-eval-flow stopped the run: LedgerInUse: the edge ledger {tmp_path / 'rank_0.jsonl'} is in use by another "
+        f"run (pid {os.getpid()} on {holder['host']}, since {holder['since']}: {holder['command']}): both would answer "
+        f"the same docs into it. Wait for that run to end, or give this one its own folder with edge_ledger=DIR")
+    assert hold_elsewhere(1).returncode == 0  # another process of the same run writes its own file
+
+
+def test_qwen3_vl_flow_samples_each_video_at_its_own_frame_count(family_model_dir, videos):
+    """lmms-eval's Qwen3-VL wrapper gives a batch one frame count; a 4-frame and an 8-frame clip
+    in one batch run one at a time, each as in a batch of its own."""
+    from lmms_eval_flow.model_wrappers.qwen3_vl_flow import Qwen3_VLFlow
+
+    assert [frames_to_sample(32, frames) for frames in (1, 2, 4, 7, 40)] == [2, 2, 4, 6, 32]
+    arguments = f"pretrained={family_model_dir('qwen3_vl')},regime=effective,device=cpu,device_map=cpu," \
+                "max_pixels=4096,min_pixels=4096"  # max_num_frames: lmms-eval's 32
+    batched, alone = (Qwen3_VLFlow.create_from_arg_string(arguments, {"batch_size": size}) for size in (2, 1))
+    clips = [videos["good_a"], videos["long"]]
+    results = [summary(result) for result in ask(batched, clips)]
+    assert results == [summary(result) for clip in clips for result in ask(alone, [clip])]
+    assert all(failure is None for _, _, failure, _ in results) and results[0][1] < results[1][1]  # 4 < 8 frames
