@@ -68,12 +68,14 @@ def lmms_eval(tmp_path, data_dir, name, model, model_args, *extra, hf_home=None)
 
 
 def replay(tmp_path, data_dir, name, replies, **kwargs):
-    """``flow_replay`` answering ``replies`` (one per doc id): the results and logged samples."""
+    """``flow_replay`` answering ``replies`` (one per doc id): the log, the results and the logged
+    samples of a run that exited 0 and wrote its results."""
     path = tmp_path / f"{name}.jsonl"
     path.write_text("".join(json.dumps({"task": TASK, "doc_id": i, "reply": r}) + "\n" for i, r in enumerate(replies)))
     code, log, out = lmms_eval(tmp_path, data_dir, name, "flow_replay", f"replies={path}", **kwargs)
+    assert code == 0, log[-3000:]
     results, samples = runner.read_results(out, TASK, code, log)
-    return results["results"][TASK], sorted(samples[TASK], key=lambda s: s["doc_id"])
+    return log, results["results"][TASK], sorted(samples[TASK], key=lambda s: s["doc_id"])
 
 
 def reason(doc_id: int, problem: str) -> str:
@@ -85,18 +87,20 @@ def reason(doc_id: int, problem: str) -> str:
 def test_a_fixed_annotation_and_another_copy_are_scored_not_the_first_copy_loaded(tmp_path):
     hf_home = tmp_path / "hf"  # one datasets cache for every run, as on a user's machine
     first = tomato_copy(tmp_path / "first")
-    metrics, samples = replay(tmp_path, first.parent, "before", RIGHT, hf_home=hf_home)
+    log, metrics, samples = replay(tmp_path, first.parent, "before", RIGHT, hf_home=hf_home)
     assert metrics["accuracy,none"] == 1.0 and [s["target"] for s in samples] == RIGHT
+    assert f"tomato: reading {first}" in log
 
     write_docs(first, edited(d0={"answer": 4}))  # fix doc 0's answer in place: "E", not "C"
-    metrics, samples = replay(tmp_path, first.parent, "fixed", RIGHT, hf_home=hf_home)
+    _, metrics, samples = replay(tmp_path, first.parent, "fixed", RIGHT, hf_home=hf_home)
     assert samples[0]["target"] == "E" and samples[0]["accuracy"] == 0.0
     assert metrics["accuracy,none"] == pytest.approx(5 / 6)
 
     other = tomato_copy(tmp_path / "other", edited(d1={"answer": 0}, d2={"answer": 0}))
-    metrics, samples = replay(tmp_path, other.parent, "other", RIGHT, hf_home=hf_home)
+    log, metrics, samples = replay(tmp_path, other.parent, "other", RIGHT, hf_home=hf_home)
     assert [s["target"] for s in samples] == ["C", "A", "A", *RIGHT[3:]]
     assert metrics["accuracy,none"] == pytest.approx(4 / 6)
+    assert f"tomato: reading {other}" in log
 
 
 # -- 2, 4, 9. bad docs fail alone when the task loads ------------------------------------------
@@ -119,7 +123,8 @@ def replayed(tmp_path_factory):
 
 
 def test_an_answer_index_outside_the_options_is_a_failed_sample_not_the_last_option(replayed):
-    metrics, samples = replayed
+    log, metrics, samples = replayed
+    assert reason(1, BAD[1][1]) in log  # named when the task loads
     assert samples[1]["filtered_resps"] == "E" and samples[1]["accuracy"] == 0.0  # -1 is not "E"
     assert samples[1]["failed_samples"] == reason(1, BAD[1][1])
     assert samples[1]["target"] == f"(invalid doc: {reason(1, BAD[1][1])})"
@@ -127,9 +132,11 @@ def test_an_answer_index_outside_the_options_is_a_failed_sample_not_the_last_opt
 
 
 def test_bad_docs_are_failed_alone_named_counted_and_scored_wrong(replayed):
-    metrics, samples = replayed
+    log, metrics, samples = replayed
     assert [s["doc_id"] for s in samples] == list(range(len(DOCS)))  # none dropped
     expected = [reason(i, problem) for i, (_, problem) in sorted(BAD.items())]
+    assert (f"tomato default/test: {len(BAD)} of {len(DOCS)} docs are invalid and will be failed samples, "
+            "scored as wrong:\n" + "\n".join(expected)) in log
     assert metrics["failed_samples,none"] == {"count": len(BAD), "reasons": expected}
     assert [s["failed_samples"] for s in samples] == [None, *expected, None]
     # doc 0 is answered right, and so is doc 5, whose key is its last option ("C")
@@ -149,6 +156,7 @@ def test_a_flow_model_generates_the_good_docs_and_fails_bad_docs_and_paths_out_o
     code, log, out = lmms_eval(tmp_path, folder.parent, "flow", "qwen2_5_vl_flow",
                                f"pretrained={tiny_model_dir},regime=effective,{SMALL_VIDEO_ARGS}",
                                "--gen_kwargs", "max_new_tokens=2")
+    assert code == 0, log[-3000:]
     results, samples = runner.read_results(out, TASK, code, log)
     samples = sorted(samples[TASK], key=lambda s: s["doc_id"])
     leaves = "leaves the data folder; paths must be relative, without '..'"
