@@ -37,6 +37,7 @@ in ``failed_samples`` by every model, so no reply to it is ever scored as a real
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import re
@@ -205,17 +206,17 @@ def _data_files(folder: Path) -> dict[tuple[str, str], tuple[str, ...]]:
 
 def _content_key(folder: Path) -> str:
     """A hash of the folder's README (its configs) and annotation files; their sizes and times
-    only decide whether to hash again."""
-    names = sorted({"README.md", *(name for names in _data_files(folder).values() for name in names)})
-    stats = tuple((name, *_stat(folder / name)) for name in names)
-    return _hash_files(folder, stats)
+    only decide whether to hash again (the list of files is resolved once per process)."""
+    names = sorted({name for names in _data_files(folder).values() for name in names})
+    names = ["README.md", *names] if (folder / "README.md").is_file() else names
+    return _hash_files(folder, tuple((name, *_stat(folder / name)) for name in names))
 
 
 def _stat(path: Path) -> tuple[int, int]:
     try:
         status = path.stat()
-    except FileNotFoundError:
-        return -1, -1  # a folder without a README: nothing to hash
+    except OSError as error:
+        raise UnreadableData(f"cannot read the annotation file {path}: {error.strerror or error}") from None
     return status.st_size, status.st_mtime_ns
 
 
@@ -223,28 +224,57 @@ def _stat(path: Path) -> tuple[int, int]:
 def _hash_files(folder: Path, stats: tuple) -> str:
     digest = hashlib.sha256()
     for name, size, _ in stats:
-        if size >= 0:
-            digest.update(f"{name}\0{size}\0".encode())
-            digest.update(read_annotations(folder / name))
+        digest.update(f"{name}\0{size}\0".encode())
+        digest.update(read_annotations(folder / name))
     return digest.hexdigest()[:16]
 
 
 def read_annotations(path: Path) -> bytes:
-    """An annotation file's bytes; one that cannot be read, or a text file that is not UTF-8,
-    is an ``UnreadableData`` naming the file and the reason (``datasets`` would fail later, on
-    the first doc it decodes, with no file name)."""
+    """An annotation file's bytes; one that cannot be read, a text file that is not UTF-8 or a
+    JSON file that does not parse is an ``UnreadableData`` naming the file and the reason
+    (``datasets`` fails later with no file name: on the first doc it decodes, or with "An error
+    occurred while generating the dataset")."""
     try:
         data = path.read_bytes()
     except OSError as error:
         raise UnreadableData(f"cannot read the annotation file {path}: {error.strerror or error}") from None
     if path.suffix.lower() in TEXT_SUFFIXES:
         try:
-            data.decode("utf-8")
+            text = data.decode("utf-8")
         except UnicodeDecodeError as error:
             line = data[: error.start].count(b"\n") + 1
             raise UnreadableData(f"the annotation file {path} is not UTF-8 text: byte 0x{data[error.start]:02x} at "
                                  f"line {line} (offset {error.start}) is {error.reason}; save it as UTF-8") from None
+        if path.suffix.lower() in (".json", ".jsonl"):
+            _check_json(path, text)
     return data
+
+
+def _check_json(path: Path, text: str) -> None:
+    """A ``.jsonl`` file is one JSON value a line; a ``.json`` file one JSON value, or JSON lines
+    (``datasets`` reads both)."""
+    if path.suffix.lower() == ".json":
+        try:
+            json.loads(text)
+            return
+        except json.JSONDecodeError as error:
+            if _json_lines_error(text):
+                raise UnreadableData(f"the annotation file {path} is not valid JSON: line {error.lineno}, "
+                                     f"column {error.colno}: {error.msg}") from None
+            return
+    problem = _json_lines_error(text)
+    if problem:
+        raise UnreadableData(f"the annotation file {path} is not valid JSON Lines: {problem}")
+
+
+def _json_lines_error(text: str) -> str | None:
+    for number, line in enumerate(text.split("\n"), 1):
+        try:
+            if line.strip():
+                json.loads(line)
+        except json.JSONDecodeError as error:
+            return f"line {number}, column {error.colno}: {error.msg}"
+    return None
 
 
 @cache

@@ -82,13 +82,25 @@ def test_a_local_folder_is_cached_under_the_key_of_its_annotations(monkeypatch, 
     assert len({cache_dir("a"), cache_dir("b"), first}) == 2 and cache_dir("b") != first
 
 
-def test_an_annotation_file_that_cannot_be_read_is_named_with_the_reason(monkeypatch, tmp_path):
+@pytest.mark.parametrize("name, content, message", [
+    ("test.jsonl", b'{"q": "q0"}\n{"q": "caf\xe9"}\n', r"test\.jsonl is not UTF-8 text: byte 0xe9 at line 2 \(offset 22\) is "
+                                                     "invalid continuation byte; save it as UTF-8"),
+    ("test.jsonl", b'{"q": "q0"}\n{"q" "q1"}\n', r"test\.jsonl is not valid JSON Lines: line 2, column 6: Expecting ':'"),
+    ("test.json", b'[{"q": "q0"},\n {"q": "q1"]\n', r"test\.json is not valid JSON: line 2, column 12: Expecting ','"),
+])
+def test_an_annotation_file_that_cannot_be_read_is_named_with_the_reason(monkeypatch, tmp_path, name, content, message):
     (tmp_path / "demo").mkdir()
-    latin1 = b'{"question": "q0"}\n{"question": "caf\xe9"}\n'
-    (tmp_path / "demo" / "test.jsonl").write_bytes(latin1)
+    (tmp_path / "demo" / name).write_bytes(content)
     monkeypatch.setenv(DATA_DIR_VARIABLE, str(tmp_path))
-    with pytest.raises(UnreadableData, match=rf"test\.jsonl is not UTF-8 text: byte 0xe9 at line 2 \(offset {latin1.index(0xe9)}\)"):
+    with pytest.raises(UnreadableData, match=message):
         BENCHMARK.dataset_kwargs()
+
+
+def test_json_lines_in_a_json_file_are_read_and_a_folder_without_annotations_is_named(monkeypatch, tmp_path):
+    (tmp_path / "lines" / "demo").mkdir(parents=True)
+    (tmp_path / "lines" / "demo" / "test.json").write_text('{"q": "q0"}\n{"q": "q1"}\n')  # datasets reads these too
+    monkeypatch.setenv(DATA_DIR_VARIABLE, str(tmp_path / "lines"))
+    assert "cache_dir" in BENCHMARK.dataset_kwargs()
     (tmp_path / "empty" / "demo").mkdir(parents=True)
     monkeypatch.setenv(DATA_DIR_VARIABLE, str(tmp_path / "empty"))
     with pytest.raises(UnreadableData, match=r"cannot find the annotation files of .*empty/demo"):
