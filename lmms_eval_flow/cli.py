@@ -22,11 +22,35 @@ def _regime_args(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in PARAMETERS if getattr(args, name) is not None}
 
 
+# What ``edges`` plans: no language model is deeper or reads more positions; the planner compares
+# frames pairwise (from group sizes, no N x N mask), so their number bounds its time and memory.
+MAX_LAYERS, MAX_FRAMES, MAX_POSITIONS = 1024, 1024, 2**24
+
+
+def _check_edges_args(args: argparse.Namespace) -> None:
+    """Refuse what cannot be meant before planning: a depth below 1, frames without tokens, sizes
+    that no model has (they would also take hours or gigabytes)."""
+    if not 1 <= args.layers <= MAX_LAYERS:
+        raise ValueError(f"--layers {args.layers} is not a language-model depth; valid: 1 to {MAX_LAYERS}")
+    for flag in ("prefix", "frames", "tokens_per_frame", "question", "template"):
+        if getattr(args, flag) < 0:
+            raise ValueError(f"--{flag.replace('_', '-')} {getattr(args, flag)} must not be negative")
+    if args.frames > MAX_FRAMES:
+        raise ValueError(f"--frames {args.frames} is more than {MAX_FRAMES}, the most frames edges plans")
+    if args.frames and not args.tokens_per_frame:
+        raise ValueError("--tokens-per-frame 0: a frame has at least one token (--frames 0 plans a layout without video)")
+    length = args.prefix + args.frames * args.tokens_per_frame + args.question + args.template + 1
+    if length > MAX_POSITIONS:
+        raise ValueError(f"the layout has {length} positions (--frames {args.frames} x --tokens-per-frame "
+                         f"{args.tokens_per_frame} and the rest); at most {MAX_POSITIONS}, beyond any model's context")
+
+
 def cmd_edges(args: argparse.Namespace) -> None:
     from .layout import TokenLayout
     from .plan import SamplePlan
     from .regimes import build_regime
 
+    _check_edges_args(args)
     layout = TokenLayout.synthetic(args.prefix, args.frames, args.tokens_per_frame, args.question, args.template)
     plan = SamplePlan(build_regime(args.regime, args.layers, **_regime_args(args)), layout)
     print(json.dumps({

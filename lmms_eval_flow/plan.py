@@ -27,6 +27,7 @@ class SamplePlan:
         self.regime = regime
         self.layout = layout
         self._blocks: dict[tuple[Rule, ...], torch.Tensor] = {}
+        self._block_edges: dict[tuple[Rule, ...], int] = {}
         self._dense: dict[object, torch.Tensor] = {}
         self._last_rows: dict[int, torch.Tensor] = {}
 
@@ -45,12 +46,15 @@ class SamplePlan:
         return self._blocks[rules]
 
     def block_edges(self, rules: tuple[Rule, ...]) -> int:
-        """Allowed pairs in one layer under ``rules``, from segment sizes alone."""
-        allowed = self.blocks(rules)
-        sizes = torch.tensor([s.size for s in self.layout.segments], dtype=torch.long)
-        across = (sizes[:, None] * sizes[None, :] * allowed).tril(-1).sum()
-        within = (sizes * (sizes + 1) // 2 * allowed.diagonal()).sum()
-        return int(across + within)
+        """Allowed pairs in one layer under ``rules``, from segment sizes alone; once per rule set,
+        since layers share a few (a deep model on a long video would count them layer by layer)."""
+        if rules not in self._block_edges:
+            allowed = self.blocks(rules)
+            sizes = torch.tensor([s.size for s in self.layout.segments], dtype=torch.long)
+            across = (sizes[:, None] * sizes[None, :] * allowed).tril(-1).sum()
+            within = (sizes * (sizes + 1) // 2 * allowed.diagonal()).sum()
+            self._block_edges[rules] = int(across + within)
+        return self._block_edges[rules]
 
     # -- per layer ---------------------------------------------------------------------------
     def masked(self, layer: int) -> bool:

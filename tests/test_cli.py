@@ -1,4 +1,5 @@
-"""The lmms-eval-flow console script: planning edges, finding the tasks, building tiny models."""
+"""The lmms-eval-flow console script: planning edges (and refusing layouts no model has), finding the
+tasks, building tiny models."""
 
 import json
 import subprocess
@@ -45,6 +46,32 @@ def test_edges_prints_the_plan_of_a_synthetic_layout(regime, flags, params):
 def test_edges_errors_name_the_bad_value(flags, message):
     run = cli("edges", "--layers", "28", *LAYOUT, *flags)
     assert run.returncode == 2 and message in run.stderr and not run.stdout
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--layers", "-3"], "--layers -3 is not a language-model depth; valid: 1 to 1024"),
+    (["--layers", "0"], "--layers 0 is not a language-model depth; valid: 1 to 1024"),
+    (["--layers", "5000"], "--layers 5000 is not a language-model depth; valid: 1 to 1024"),
+    (["--frames", "-1"], "--frames -1 must not be negative"),
+    (["--tokens-per-frame", "0"], "--tokens-per-frame 0: a frame has at least one token"),
+    (["--frames", "100000", "--tokens-per-frame", "100000"], "--frames 100000 is more than 1024, the most frames"),
+    (["--frames", "2", "--tokens-per-frame", str(2**23)],
+     f"the layout has {14 + 2**24 + 36} positions (--frames 2 x --tokens-per-frame {2**23} and the rest); at most 16777216"),
+])
+def test_edges_refuses_what_no_model_has_before_planning(flags, message):
+    # argparse takes the last of a repeated flag, so these override LAYOUT's; the 100000 x 100000
+    # layout once grew to 20 GB, and a depth of 0 or -3 gave a ZeroDivisionError or negative edges.
+    run = cli("edges", "--layers", "28", *LAYOUT, *flags)
+    assert (run.returncode, run.stdout) == (2, "") and f"lmms-eval-flow edges: error: {message}" in run.stderr
+
+
+def test_edges_counts_a_layout_at_the_size_limit_from_group_sizes():
+    """16.7 million positions: an N x N mask would take 2.8e14 bytes; counting takes none."""
+    tokens = (2**24 - 14 - 36) // 2
+    run = cli("edges", "--layers", "28", *LAYOUT, "--frames", "2", "--tokens-per-frame", str(tokens))
+    assert run.returncode == 0, run.stderr
+    length = 14 + 2 * tokens + 36
+    assert json.loads(run.stdout)["edges"] == json.loads(run.stdout)["full_edges"] == 28 * length * (length + 1) // 2
 
 
 def test_tasks_dir_is_what_lmms_eval_needs():
