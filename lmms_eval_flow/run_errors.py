@@ -11,6 +11,10 @@ way for a program to ask to end with a status; unlike a ``BaseException`` of our
 run without a traceback, as the message says everything (the error, the sample or folder, and
 the fix). ``--verbosity DEBUG`` changes nothing here.
 
+It ends the process, not one run: under ``lmms-eval --config`` the runs listed after it do not
+start. In a multi-process run (``accelerate launch``) the process that stops exits 1 and the
+launcher ends the others and exits non-zero.
+
 What this cannot catch: lmms-eval writing its own results files (a full disk leaves 0-byte
 files and an INFO line); that happens after the last flow code of the run has returned.
 
