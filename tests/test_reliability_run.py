@@ -34,9 +34,20 @@ def model_args(model_dir, devices="device=cpu,device_map=cpu", **extra) -> str:
     return f"pretrained={model_dir},regime=effective,{devices},{SMALL_VIDEO},video_token_budget={BUDGET}{options}"
 
 
-def lmms_eval(include_path, out, arguments, *extra, model="qwen2_5_vl_flow") -> subprocess.CompletedProcess:
-    command, env = runner.lmms_eval_command(model, arguments, TASK, include_path, out, *extra)
+def lmms_eval(include_path, out, arguments, *extra, model="qwen2_5_vl_flow", processes=1) -> subprocess.CompletedProcess:
+    command, env = runner.lmms_eval_command(model, arguments, TASK, include_path, out, *extra, processes=processes)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+def missing_videos_task(root, docs: int) -> list[dict]:
+    """The bad-videos task in ``root`` with every video missing, as when a benchmark's archives
+    were not extracted; returns its docs."""
+    folder = root / TASK
+    shutil.copytree(FIXTURE, folder)
+    docs = [{"id": f"doc{i}", "question": "Which way?", "options": ["right", "left"], "answer": "A",
+             "video": str(root / f"not_extracted_{i}.mp4")} for i in range(docs)]
+    (folder / "test.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+    return docs
 
 
 def stopped(run: subprocess.CompletedProcess, out) -> str:
@@ -78,18 +89,22 @@ def test_the_same_generation_error_on_three_samples_in_a_row_stops_the_run(tiny_
 
 
 def test_a_task_whose_every_sample_failed_stops_the_run(tiny_model_dir, tmp_path):
-    """Every video missing, as when a benchmark's archives were not extracted: no accuracy of 0.0."""
-    folder = tmp_path / "tasks" / TASK
-    shutil.copytree(FIXTURE, folder)
-    docs = [{"id": f"doc{i}", "question": "Which way?", "options": ["right", "left"], "answer": "A",
-             "video": str(tmp_path / f"not_extracted_{i}.mp4")} for i in range(3)]
-    (folder / "test.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+    """Every video missing: no accuracy of 0.0."""
+    docs = missing_videos_task(tmp_path / "tasks", 3)
     message = stopped(lmms_eval(tmp_path / "tasks", tmp_path / "out", model_args(tiny_model_dir)), tmp_path / "out")
     reasons = "; ".join(f"{TASK} doc {i} ({doc['video']}): no such file" for i, doc in enumerate(docs))
     assert message == (
         "NothingRan: every one of the 3 samples of a task failed, so it has no accuracy (0.0 would look like a "
         "measured score) and no results are written. None of the videos is there: are the benchmark's video archives "
         f"extracted (under $HF_HOME/<cache_dir>, or in LMMS_EVAL_FLOW_DATA_DIR)? The failures: {reasons}")
+
+
+def test_a_multi_process_run_stops_too(tiny_model_dir, tmp_path):
+    """Each process sees its share of the docs; the task is judged on all of them, gathered on the
+    first process, whose exit ends the launch (the launcher stops the others and exits 1)."""
+    missing_videos_task(tmp_path / "tasks", 4)
+    run = lmms_eval(tmp_path / "tasks", tmp_path / "out", model_args(tiny_model_dir), processes=2)
+    assert stopped(run, tmp_path / "out").startswith("NothingRan: every one of the 4 samples of a task failed")
 
 
 def test_an_unwritable_edge_ledger_stops_the_run(tiny_model_dir, task, tmp_path):
