@@ -93,22 +93,22 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def cmd_leaderboard(args: argparse.Namespace) -> None:
     from .leaderboard import build_leaderboard, to_markdown, write_leaderboard
 
-    table = build_leaderboard(args.results)
+    table = build_leaderboard(args.results, args.max_failed_share)
     print(to_markdown(table))
     if args.output:
         print(f"\nwritten: {', '.join(map(str, write_leaderboard(table, args.output)))}")
 
 
 def cmd_regress(args: argparse.Namespace) -> None:
-    from .regress import regress, to_text
+    from .regress import FAILING, regress, to_text
 
     table, passed = regress(args.baseline, args.current, args.tolerance, args.z)
     print(to_text(table))
-    failed = table[table["status"].isin(["REGRESSED", "MISSING"])]
+    failed = table[table["status"].isin(FAILING)]
     if passed:
         print(f"\nno regression against {args.baseline} ({len(table)} rows)")
         return
-    print(f"\n{len(failed)} of {len(table)} rows REGRESSED or MISSING against {args.baseline}")
+    print(f"\n{len(failed)} of {len(table)} rows REGRESSED, MISSING or NOT SCORED against {args.baseline}")
     raise SystemExit(1)
 
 
@@ -229,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     board = commands.add_parser("leaderboard", help="checkpoint x regime x task table from lmms-eval results JSONs")
     board.add_argument("results", nargs="+", help="results JSONs, or folders searched for *_results.json")
     board.add_argument("--output", default=None, help="folder to write leaderboard.md/.csv/.html to (default: print only)")
+    board.add_argument("--max-failed-share", type=float, default=0.05,
+                       help="mark a row whose share of failed samples exceeds this (default 0.05)")
     board.set_defaults(run=cmd_leaderboard)
 
     gate = commands.add_parser("regress", help="exit 1 when an accuracy dropped below a baseline leaderboard's")

@@ -1,10 +1,15 @@
 """A leaderboard of checkpoint x regime x task, read from any lmms-eval results JSONs.
 
 Rows come from the results files alone (ours or upstream lmms-eval models): the score and
-its stderr, the sample count, and for flow models the attention edges and kept share. Each
-row's score is compared with the ``full`` row of the same checkpoint and task; an upstream
-lmms-eval model counts as ``full``, since it runs unmodified attention. A task's breakdown
-metrics (``accuracy_direction``, ... next to ``accuracy``) form a second table.
+its stderr, the sample count, and for flow models the failed samples, attention edges and kept
+share. Each row's score is compared with the ``full`` row of the same checkpoint and task; an
+upstream lmms-eval model counts as ``full``, since it runs unmodified attention. A task's
+breakdown metrics (``accuracy_direction``, ... next to ``accuracy``) form a second table.
+
+A row's ``note`` says what its score does not: that it has none (a task whose samples all
+failed has no accuracy, never 0.0) or that more than ``max_failed_share`` of its samples failed
+(they count as wrong answers). A value lmms-eval could not compute (stderr ``"N/A"`` on one doc)
+is left empty. A file that is not a results JSON is refused by name before anything is written.
 
 ``write_leaderboard`` writes both as Markdown and CSV, and a self-contained HTML page (tables
 plus a plot of score against the kept share of attention edges, embedded as a PNG).
@@ -16,6 +21,7 @@ import base64
 import html
 import io
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -25,8 +31,10 @@ from .atomic import atomic_write_text
 from .regimes import PARAMETERS
 
 COLUMNS = ["checkpoint", "model", "regime", "task", "metric", "score", "stderr", "delta_vs_full", "samples",
-           "attention_edges", "attention_kept", "source"]
+           "failed", "attention_edges", "attention_kept", "note", "source"]
 KEY = ["checkpoint", "task", "regime"]  # one row per key; the regression gate matches rows on it
+COUNTS = ["samples", "failed"]
+DEFAULT_MAX_FAILED_SHARE = 0.05  # failed samples score as wrong: beyond 5% the score says more about the data
 
 
 def _regime_label(model_args: dict) -> str:
@@ -36,12 +44,27 @@ def _regime_label(model_args: dict) -> str:
 
 
 def _main_metric(metrics: dict, higher_is_better: dict) -> str:
-    """``accuracy`` where a task reports it, else its first higher-is-better metric."""
+    """``accuracy`` where a task reports or declares it (a task that scored nothing may lack its
+    value), else its first higher-is-better metric."""
     names = [key.split(",")[0] for key in metrics if key.endswith(",none") and "_stderr" not in key]
+    names = [name for name in dict.fromkeys([*names, *higher_is_better]) if name != "failed_samples"]
     if "accuracy" in names:
         return "accuracy"
     preferred = [name for name in names if higher_is_better.get(name) is True]
     return (preferred or names)[0]
+
+
+def _number(value) -> float:
+    """A metric's value as a float; NaN for what lmms-eval could not compute ("N/A", null, absent)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _failed(metrics: dict):
+    """How many samples failed: ``failed_samples`` is ``{"count": n, ...}``; None where the model
+    does not report failures (an upstream model)."""
+    value = metrics.get("failed_samples,none")
+    count = value.get("count") if isinstance(value, dict) else value
+    return None if math.isnan(_number(count)) else int(count)
 
 
 def results_files(paths: list[str | Path]) -> list[Path]:
@@ -60,8 +83,24 @@ def results_files(paths: list[str | Path]) -> list[Path]:
     return files
 
 
+def read_results(path: str | Path) -> dict:
+    """A results JSON, or an error naming the file and what it lacks."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} cannot be read as an lmms-eval results JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not an lmms-eval results file: it holds a {type(data).__name__}, not an object")
+    for key, needed in [("results", "the scores"), ("config", "the model and its arguments")]:
+        if not isinstance(data.get(key), dict):
+            raise ValueError(f"{path} is not an lmms-eval results file: it has no {key!r} object ({needed})")
+    if "model" not in data["config"]:
+        raise ValueError(f"{path} is not an lmms-eval results file: its 'config' does not name the model")
+    return data
+
+
 def result_rows(path: str | Path) -> list[dict]:
-    data = json.loads(Path(path).read_text())
+    data = read_results(path)
     config = data["config"]
     model_args = config.get("model_args") or {}
     if isinstance(model_args, str):
@@ -77,11 +116,12 @@ def result_rows(path: str | Path) -> list[dict]:
             "regime": _regime_label(model_args),
             "task": task,
             "metric": metric,
-            "score": metrics[f"{metric},none"],
-            "stderr": metrics.get(f"{metric}_stderr,none"),
+            "score": _number(metrics.get(f"{metric},none")),
+            "stderr": _number(metrics.get(f"{metric}_stderr,none")),
             "samples": data.get("n-samples", {}).get(task, {}).get("effective"),
-            "attention_edges": metrics.get("attention_edges,none"),
-            "attention_kept": metrics.get("attention_kept,none"),
+            "failed": _failed(metrics),
+            "attention_edges": _number(metrics.get("attention_edges,none")),
+            "attention_kept": _number(metrics.get("attention_kept,none")),
             "source": str(path),
             "categories": _categories(metrics, metric),
         })
@@ -96,14 +136,30 @@ def _categories(metrics: dict, metric: str) -> dict[str, float]:
             and isinstance(value, (int, float))}
 
 
-def build_leaderboard(paths: list[str | Path]) -> pd.DataFrame:
+def _note(score: float, samples, failed, max_failed_share: float) -> str:
+    """What a reader must know before reading the score."""
+    counted = isinstance(samples, int) and samples > 0
+    of = f"{failed} of {samples} samples failed" if counted else f"{failed} samples failed"
+    if math.isnan(score):
+        return "NOT SCORED" + (f": {of}" if failed else "")
+    if failed and (not counted or failed / samples > max_failed_share):
+        share = f" ({failed / samples:.0%} > {max_failed_share:.0%})" if counted else ""
+        return f"FAILED SAMPLES: {of}{share}"
+    return ""
+
+
+def build_leaderboard(paths: list[str | Path], max_failed_share: float = DEFAULT_MAX_FAILED_SHARE) -> pd.DataFrame:
     """One row per checkpoint x regime x task of the results files (or folders) named.
 
     Two results for the same row (a rerun left in the same folder) are an error, since either
     could be the one meant.
     """
+    if not 0 <= max_failed_share <= 1:
+        raise ValueError(f"the share of failed samples {max_failed_share} must be in 0..1 (0.05 marks more than 5%)")
     rows = [row for path in results_files(paths) for row in result_rows(path)]
-    table = pd.DataFrame(rows, columns=[*COLUMNS, "categories"])
+    for row in rows:
+        row["note"] = _note(row["score"], row["samples"], row["failed"], max_failed_share)
+    table = pd.DataFrame(rows, columns=[*COLUMNS, "categories"]).astype({column: "Int64" for column in COUNTS})
     repeated = table[table.duplicated(KEY, keep=False)]
     if not repeated.empty:
         listing = "; ".join(f"{key}: {', '.join(group['source'])}" for key, group in repeated.groupby(KEY))
@@ -130,8 +186,14 @@ def category_table(table: pd.DataFrame) -> pd.DataFrame:
                          for *key, scores in table[[*KEY, "categories"]].itertuples(index=False) if scores])
 
 
+def _display(table: pd.DataFrame, missing) -> pd.DataFrame:
+    """The table with ``missing`` for every value that is not there (no "nan" or "<NA>" shown)."""
+    return table.astype(object).where(table.notna(), missing)
+
+
 def to_markdown(table: pd.DataFrame) -> str:
-    shown = table.drop(columns=["source", "model", "categories"]).to_markdown(index=False, floatfmt=".4g")
+    shown = _display(table.drop(columns=["source", "model", "categories"]), None).to_markdown(
+        index=False, floatfmt=".4g", missingval="")
     per_category = category_table(table)
     if per_category.empty:
         return shown
@@ -149,7 +211,7 @@ def plot_png(table: pd.DataFrame) -> bytes:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 5), dpi=110)
-    for (checkpoint, task), rows in table.groupby(["checkpoint", "task"], sort=False):
+    for (checkpoint, task), rows in table[table["score"].notna()].groupby(["checkpoint", "task"], sort=False):
         kept = rows["attention_kept"].astype(float).fillna(1.0)
         axes.errorbar(kept, rows["score"], yerr=rows["stderr"].astype(float).fillna(0.0), fmt="o", capsize=3,
                       label=f"{checkpoint} / {task}")
@@ -159,7 +221,8 @@ def plot_png(table: pd.DataFrame) -> bytes:
     axes.set_ylabel("score (± stderr)")
     axes.set_xlim(max(0.0, table["attention_kept"].astype(float).fillna(1.0).min() - 0.1), 1.02)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, loc="lower right")
+    if table["score"].notna().any():  # rows NOT SCORED are not drawn
+        axes.legend(fontsize=7, loc="lower right")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")  # long regime labels stay whole
     plt.close(figure)
@@ -174,7 +237,7 @@ def to_html(table: pd.DataFrame, title: str = "lmms-eval-flow leaderboard") -> s
         f"<h1>{html.escape(title)}</h1>",
         f'<img alt="score against kept attention edges" src="data:image/png;base64,{image}">',
         "<h2>Checkpoint x regime x task</h2>",
-        table.drop(columns="categories").to_html(index=False, float_format=lambda x: f"{x:.4g}", na_rep=""),
+        _display(table.drop(columns="categories"), "").to_html(index=False, float_format=lambda x: f"{x:.4g}"),
     ]
     if not per_category.empty:
         sections += ["<h2>Score per category</h2>", per_category.to_html(index=False, float_format=lambda x: f"{x:.3f}")]
@@ -186,15 +249,13 @@ def to_html(table: pd.DataFrame, title: str = "lmms-eval-flow leaderboard") -> s
 
 def write_leaderboard(table: pd.DataFrame, folder: str | Path) -> list[Path]:
     """``leaderboard.md``, ``leaderboard.csv`` (plus ``leaderboard_categories.csv`` where tasks
-    report categories) and ``leaderboard.html`` in ``folder``; returns their paths."""
+    report categories) and ``leaderboard.html`` in ``folder``; returns their paths. Every file is
+    rendered before the first is written, so an error leaves none of them half updated."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = [folder / "leaderboard.md", folder / "leaderboard.csv"]
-    atomic_write_text(written[0], to_markdown(table) + "\n")
-    atomic_write_text(written[1], table.drop(columns="categories").to_csv(index=False))
+    contents = {"leaderboard.md": to_markdown(table) + "\n",
+                "leaderboard.csv": table.drop(columns="categories").to_csv(index=False)}
     if not category_table(table).empty:
-        written.append(folder / "leaderboard_categories.csv")
-        atomic_write_text(written[-1], category_table(table).to_csv(index=False))
-    written.append(folder / "leaderboard.html")
-    atomic_write_text(written[-1], to_html(table))
-    return written
+        contents["leaderboard_categories.csv"] = category_table(table).to_csv(index=False)
+    contents["leaderboard.html"] = to_html(table)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [atomic_write_text(folder / name, text) for name, text in contents.items()]

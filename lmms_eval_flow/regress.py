@@ -11,7 +11,9 @@ current results, and its score may not drop by more than both
 so a 50-doc task may wobble by a doc or two while a large one is held tightly. Each proportion
 is estimated with one added success and one added failure ((k + 1) / (n + 2)), so a perfect or
 zero score still has a standard error and a single flipped doc on a small task is not a
-regression. Scores must be proportions (accuracies); a metric outside 0..1 is an error.
+regression. Scores must be proportions (accuracies); a metric outside 0..1 is an error. A
+current row without a score (every sample failed) is NOT SCORED and fails the gate, like a
+MISSING one. A baseline that compares nothing (no rows), or holds a row twice, is an error.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .leaderboard import KEY, build_leaderboard
 
 DEFAULT_TOLERANCE = 0.02
 DEFAULT_Z = 3.0
+FAILING = ("REGRESSED", "MISSING", "NOT SCORED")  # statuses that fail the gate
 
 
 def difference_stderr(base: float, base_n: int, current: float, current_n: int) -> float:
@@ -37,19 +40,35 @@ def difference_stderr(base: float, base_n: int, current: float, current_n: int) 
 
 
 def read_baseline(path: str | Path) -> pd.DataFrame:
+    """The baseline leaderboard CSV; an error naming the file unless each row is there once, scored."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"baseline {path} does not exist; write one with lmms-eval-flow demo (leaderboard.csv)")
-    baseline = pd.read_csv(path)
+    try:
+        baseline = pd.read_csv(path)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise ValueError(f"baseline {path} cannot be read as a leaderboard CSV: {error}") from None
     missing = [column for column in [*KEY, "metric", "score", "samples"] if column not in baseline.columns]
     if missing:
         raise ValueError(f"baseline {path} lacks the column(s) {', '.join(missing)}; it must be a leaderboard CSV")
+    if baseline.empty:
+        raise ValueError(f"baseline {path} has a header and no rows, so the gate would compare nothing")
+    repeated = baseline[baseline.duplicated(KEY, keep=False)]
+    if not repeated.empty:
+        rows = "; ".join(sorted({" / ".join(map(str, key)) for key in repeated[KEY].itertuples(index=False)}))
+        raise ValueError(f"baseline {path} holds the same checkpoint / task / regime more than once ({rows}); "
+                         f"keep one row of each")
+    unscored = baseline[pd.to_numeric(baseline["score"], errors="coerce").isna()]
+    if not unscored.empty:
+        rows = "; ".join(" / ".join(map(str, key)) for key in unscored[KEY].itertuples(index=False))
+        raise ValueError(f"baseline {path} has rows without a score ({rows}); a baseline holds scored rows only")
     return baseline
 
 
 def compare(baseline: pd.DataFrame, current: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE,
             z: float = DEFAULT_Z) -> pd.DataFrame:
-    """Every baseline row with its current score and a status: ok, improved, REGRESSED or MISSING.
+    """Every baseline row with its current score and a status: ok, improved, REGRESSED, MISSING or
+    NOT SCORED.
 
     ``allowed_drop`` is the larger of ``tolerance`` and ``z`` standard errors: a drop beyond it
     exceeds both, which is what makes a row REGRESSED. Rows only in ``current`` are listed as new.
@@ -71,6 +90,9 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, tolerance: float = DE
         if row.present_in == "right_only":
             rows.append({**entry, "status": "new"})
             continue
+        if pd.isna(row.score_current):
+            rows.append({**entry, "status": "NOT SCORED"})
+            continue
         if row.metric_baseline != row.metric_current:
             raise ValueError(f"{entry}: the baseline scores {row.metric_baseline}, the current results "
                              f"{row.metric_current}; they cannot be compared")
@@ -91,9 +113,9 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, tolerance: float = DE
 
 def regress(baseline_path: str | Path, current_paths: list[str | Path], tolerance: float = DEFAULT_TOLERANCE,
             z: float = DEFAULT_Z) -> tuple[pd.DataFrame, bool]:
-    """The comparison table and whether the gate passes (no row REGRESSED or MISSING)."""
+    """The comparison table and whether the gate passes (no row REGRESSED, MISSING or NOT SCORED)."""
     table = compare(read_baseline(baseline_path), build_leaderboard(current_paths), tolerance, z)
-    return table, not table["status"].isin(["REGRESSED", "MISSING"]).any()
+    return table, not table["status"].isin(FAILING).any()
 
 
 def to_text(table: pd.DataFrame) -> str:
