@@ -29,12 +29,12 @@ from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from lmms_eval_flow.attention import BatchPlan, flow_attention, ACTIVE_BATCH
-from lmms_eval_flow.layout import TokenLayout
+from lmms_eval_flow.engine.attention import BatchPlan, flow_attention, ACTIVE_BATCH
+from lmms_eval_flow.engine.layout import TokenLayout
 from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import qwen2_5_vl_layout
-from lmms_eval_flow.plan import SamplePlan
-from lmms_eval_flow.regimes import REGIMES, build_regime
-from lmms_eval_flow.session import RegimeSession
+from lmms_eval_flow.engine.plan import SamplePlan
+from lmms_eval_flow.engine.regimes import REGIMES, build_regime
+from lmms_eval_flow.engine.session import RegimeSession
 
 VIDEO, VISION_START, VISION_END, TEXT = 7, 3, 4, 100
 DEPTH = 28

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .regimes import PARAMETERS, REGIMES
+from lmms_eval_flow.engine.regimes import PARAMETERS, REGIMES
 
 
 def _add_regime_flags(parser: argparse.ArgumentParser) -> None:
@@ -46,9 +46,9 @@ def _check_edges_args(args: argparse.Namespace) -> None:
 
 
 def cmd_edges(args: argparse.Namespace) -> None:
-    from .layout import TokenLayout
-    from .plan import SamplePlan
-    from .regimes import build_regime
+    from lmms_eval_flow.engine.layout import TokenLayout
+    from lmms_eval_flow.engine.plan import SamplePlan
+    from lmms_eval_flow.engine.regimes import build_regime
 
     _check_edges_args(args)
     layout = TokenLayout.synthetic(args.prefix, args.frames, args.tokens_per_frame, args.question, args.template)
@@ -63,25 +63,25 @@ def cmd_edges(args: argparse.Namespace) -> None:
 
 
 def cmd_tasks_dir(args: argparse.Namespace) -> None:
-    from .tasks import TASKS_DIR
+    from lmms_eval_flow.harness.runner import TASKS_DIR
 
     print(TASKS_DIR)
 
 
 def cmd_make_tiny_model(args: argparse.Namespace) -> None:
-    from .tiny_models import make_tiny_model
+    from lmms_eval_flow.tiny import make_tiny_model
 
     print(make_tiny_model(args.dir, family=args.family, seed=args.seed))
 
 
 def cmd_check_install(args: argparse.Namespace) -> None:
-    from .install_check import check_install
+    from lmms_eval_flow.install_check import check_install
 
     raise SystemExit(check_install())
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from .demo import run_demo
+    from lmms_eval_flow.toy.demo import run_demo
 
     regimes = tuple(args.regimes.split(","))
     unknown = [r for r in regimes if r not in REGIMES]
@@ -91,7 +91,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> None:
-    from .leaderboard import build_leaderboard, to_markdown, write_leaderboard
+    from lmms_eval_flow.reporting.leaderboard import build_leaderboard, to_markdown, write_leaderboard
 
     table = build_leaderboard(args.results, args.max_failed_share)
     print(to_markdown(table))
@@ -100,7 +100,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
 
 
 def cmd_regress(args: argparse.Namespace) -> None:
-    from .regress import FAILING, regress, to_text
+    from lmms_eval_flow.reporting.regress import FAILING, regress, to_text
 
     table, passed = regress(args.baseline, args.current, args.tolerance, args.z)
     print(to_text(table))
@@ -125,15 +125,15 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _probe(args: argparse.Namespace):
-    from .probe import Probe, quiet_logs
+    from lmms_eval_flow.analysis.first_token import Probe, quiet_logs
 
     quiet_logs()
     return Probe(args.model, args.model_args, args.tasks, args.include_path, args.limit, args.batch_size)
 
 
 def cmd_knockout(args: argparse.Namespace) -> None:
-    from .knockout import SweepFolder, parse_pathways, sweep
-    from .layers import parse_layer_range
+    from lmms_eval_flow.analysis.knockout import SweepFolder, parse_pathways, sweep
+    from lmms_eval_flow.engine.layers import parse_layer_range
 
     pathways = parse_pathways(args.pathway)
     if args.window < 1:
@@ -156,13 +156,13 @@ def cmd_knockout(args: argparse.Namespace) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
-    from .calibrate import calibrate
+    from lmms_eval_flow.analysis.calibrate import calibrate
 
     calibrate(args.sweep, args.output or Path(args.sweep) / "ranges.json", args.samples, args.threshold, args.interval)
 
 
 def cmd_logit_lens(args: argparse.Namespace) -> None:
-    from .logit_lens import logit_lens
+    from lmms_eval_flow.analysis.logit_lens import logit_lens
 
     keywords = tuple(k for k in args.keywords.split(",") if k.strip()) if args.keywords else None
     probe = _probe(args)

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from transformers import LlavaNextVideoForConditionalGeneration
 
-from lmms_eval_flow.family_layout import PromptText, layout_after_video, row_ids, text_only_layout, video_span
-from lmms_eval_flow.layout import TokenLayout
-from lmms_eval_flow.lmms_eval_compat import HuggingfaceChatFlow
-from lmms_eval_flow.regimes import Regime
-from lmms_eval_flow.session import RegimeSession
+from lmms_eval_flow.engine.family_layout import PromptText, layout_after_video, row_ids, text_only_layout, video_span
+from lmms_eval_flow.engine.layout import TokenLayout
+from lmms_eval_flow.harness.lmms_eval_compat import HuggingfaceChatFlow
+from lmms_eval_flow.engine.regimes import Regime
+from lmms_eval_flow.engine.session import RegimeSession
 
 ASSISTANT_PROMPT = "ASSISTANT:"
 

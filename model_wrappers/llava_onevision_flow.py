@@ -19,12 +19,12 @@ from lmms_eval.models.chat.llava_hf import LlavaHf
 from lmms_eval.models.simple.llava_hf import LlavaHf as LlavaHfSimple
 from transformers import LlavaOnevisionForConditionalGeneration
 
-from lmms_eval_flow.family_layout import PromptText, first_after, layout_after_video, row_ids, text_only_layout, video_span
-from lmms_eval_flow.flow_model import FlowModel, lmms_eval_arguments
-from lmms_eval_flow.layout import TokenLayout
-from lmms_eval_flow.lmms_eval_compat import LmmsEvalProcessor
-from lmms_eval_flow.regimes import Regime
-from lmms_eval_flow.session import RegimeSession
+from lmms_eval_flow.engine.family_layout import PromptText, first_after, layout_after_video, row_ids, text_only_layout, video_span
+from lmms_eval_flow.harness.flow_model import FlowModel, lmms_eval_arguments
+from lmms_eval_flow.engine.layout import TokenLayout
+from lmms_eval_flow.harness.lmms_eval_compat import LmmsEvalProcessor
+from lmms_eval_flow.engine.regimes import Regime
+from lmms_eval_flow.engine.session import RegimeSession
 
 def tokens_per_frame(config) -> int:
     """The pooled tokens of one frame: the tower's patch grid halved per side, rounded up."""

@@ -16,12 +16,12 @@ from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
 from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as Qwen2_5_VLSimple
 from transformers import AutoProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
-from lmms_eval_flow.flow_model import FlowModel, lmms_eval_arguments
-from lmms_eval_flow.layout import TokenLayout, option_spans
-from lmms_eval_flow.precision import cast_parameters
-from lmms_eval_flow.perturbations import Perturbed, parse_perturbations
-from lmms_eval_flow.regimes import Regime
-from lmms_eval_flow.session import RegimeSession
+from lmms_eval_flow.harness.flow_model import FlowModel, lmms_eval_arguments
+from lmms_eval_flow.engine.layout import TokenLayout, option_spans
+from lmms_eval_flow.engine.precision import cast_parameters
+from lmms_eval_flow.engine.perturbations import Perturbed, parse_perturbations
+from lmms_eval_flow.engine.regimes import Regime
+from lmms_eval_flow.engine.session import RegimeSession
 
 def qwen2_5_vl_layout(kwargs: dict, row: int, *, video_token_id: int, end_of_turn_id: int,
                       special_ids: set[int], merge_size: int, token_texts=None) -> TokenLayout:
@@ -83,7 +83,7 @@ def apply_regime(model: Qwen2_5_VLForConditionalGeneration, tokenizer, regime: R
 
 class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL):
     """Qwen2.5-VL with ``regime=full|effective|random|staged|temporal_exit`` and its parameters,
-    and optionally ``perturb=`` position/order perturbations (lmms_eval_flow.perturbations).
+    and optionally ``perturb=`` position/order perturbations (lmms_eval_flow.engine.perturbations).
 
     ``dtype=float32`` runs the model in float32 instead of lmms-eval's bfloat16: on CPUs without
     bfloat16 arithmetic (the demo's and CI's) that is several times faster. lmms-eval loads the

@@ -29,12 +29,12 @@ from lmms_eval.models.chat.qwen3_vl import Qwen3_VL
 from lmms_eval.models.simple.qwen3_vl import Qwen3_VL as Qwen3_VLSimple
 from transformers import Qwen3VLForConditionalGeneration
 
-from lmms_eval_flow.family_layout import PromptText, first_after, layout_after_video, row_ids, runs_of, text_only_layout
-from lmms_eval_flow.flow_model import FlowModel, lmms_eval_arguments
-from lmms_eval_flow.layout import TokenLayout
-from lmms_eval_flow.regimes import Regime
-from lmms_eval_flow.sample_checks import frame_count, frames_to_sample
-from lmms_eval_flow.session import RegimeSession
+from lmms_eval_flow.engine.family_layout import PromptText, first_after, layout_after_video, row_ids, runs_of, text_only_layout
+from lmms_eval_flow.harness.flow_model import FlowModel, lmms_eval_arguments
+from lmms_eval_flow.engine.layout import TokenLayout
+from lmms_eval_flow.engine.regimes import Regime
+from lmms_eval_flow.harness.sample_checks import frame_count, frames_to_sample
+from lmms_eval_flow.engine.session import RegimeSession
 
 TIMESTAMP = re.compile(r"<\d+(\.\d+)? seconds>")
 

@@ -22,11 +22,11 @@ import re
 
 from transformers import VideoLlama3ForConditionalGeneration
 
-from lmms_eval_flow.family_layout import PromptText, first_after, layout_after_video, row_ids, runs_of, text_only_layout
-from lmms_eval_flow.layout import TokenLayout
-from lmms_eval_flow.lmms_eval_compat import HuggingfaceChatFlow
-from lmms_eval_flow.regimes import Regime
-from lmms_eval_flow.session import RegimeSession
+from lmms_eval_flow.engine.family_layout import PromptText, first_after, layout_after_video, row_ids, runs_of, text_only_layout
+from lmms_eval_flow.engine.layout import TokenLayout
+from lmms_eval_flow.harness.lmms_eval_compat import HuggingfaceChatFlow
+from lmms_eval_flow.engine.regimes import Regime
+from lmms_eval_flow.engine.session import RegimeSession
 
 # The text before a frame's visual tokens; every frame but the first starts with the separator.
 FRAME_HEADER = re.compile(r",?Time \d+(\.\d+)?s:")

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from lmms_eval_flow.clips import render_clip
+from lmms_eval_flow.toy.clips import render_clip
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "bad_videos"
 TASK = "flow_bad_videos"

@@ -14,9 +14,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
-from lmms_eval_flow import runner  # noqa: E402
-from lmms_eval_flow.attention import BatchPlan  # noqa: E402
-from lmms_eval_flow.plan import causal_edges  # noqa: E402
+from lmms_eval_flow.harness import runner  # noqa: E402
+from lmms_eval_flow.engine.attention import BatchPlan  # noqa: E402
+from lmms_eval_flow.engine.plan import causal_edges  # noqa: E402
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
 # Frames of 56x56 pixels: each temporal patch (2 frames) becomes 2x2 = 4 tokens.
@@ -25,7 +25,7 @@ SMALL_VIDEO_ARGS = "device=cpu,device_map=cpu,max_pixels=3136,min_pixels=3136,ma
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from lmms_eval_flow.tiny_models import make_tiny_model
+    from lmms_eval_flow.tiny import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("models") / "qwen2_5_vl")
 
@@ -33,7 +33,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def family_model_dir(tmp_path_factory):
     """``family_model_dir(family)``: a tiny checkpoint of any make-tiny-model family, built once."""
-    from lmms_eval_flow.tiny_models import make_tiny_model
+    from lmms_eval_flow.tiny import make_tiny_model
 
     built = {}
 

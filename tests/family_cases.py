@@ -15,7 +15,7 @@ from transformers import (
     VideoLlama3ForConditionalGeneration,
 )
 
-from lmms_eval_flow.lmms_eval_compat import LmmsEvalProcessor
+from lmms_eval_flow.harness.lmms_eval_compat import LmmsEvalProcessor
 
 # Qwen3-VL frames of 64x64 pixels (its patches are 16 px): 2x2 tokens per temporal patch.
 QWEN3_VL_PIXELS = 64 * 64

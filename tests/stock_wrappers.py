@@ -13,7 +13,7 @@ from lmms_eval.models.chat.llava_hf import LlavaHf
 from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-from lmms_eval_flow.lmms_eval_compat import LmmsEvalProcessor, loading_with_lm_head
+from lmms_eval_flow.harness.lmms_eval_compat import LmmsEvalProcessor, loading_with_lm_head
 
 
 class StockLlavaHf(LlavaHf):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import datasets
 
-from lmms_eval_flow.clips import render_clip
+from lmms_eval_flow.toy.clips import render_clip
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 BENCHMARKS = ("tempcompass", "tvbench", "tomato", "nextqa", "activitynetqa", "longvideobench")

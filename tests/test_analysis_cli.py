@@ -17,7 +17,7 @@ import torch
 from conftest import SMALL_VIDEO_ARGS, TASKS_DIR
 from transformers import AutoConfig, AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-from lmms_eval_flow.regimes import build_regime
+from lmms_eval_flow.engine.regimes import build_regime
 
 LAYERS = 6
 CLI = Path(sys.executable).with_name("lmms-eval-flow")

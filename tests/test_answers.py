@@ -2,7 +2,7 @@
 
 import pytest
 
-from lmms_eval_flow.answers import (
+from lmms_eval_flow.scoring.answers import (
     exact_match,
     normalize_answer,
     parse_choice,

@@ -6,10 +6,10 @@ import torch
 from qwen_vl_utils import process_vision_info
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-from lmms_eval_flow.clips import clip_path
+from lmms_eval_flow.toy.clips import clip_path
 from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import apply_regime
-from lmms_eval_flow.plan import causal_edges
-from lmms_eval_flow.regimes import Regime, Rule, build_regime
+from lmms_eval_flow.engine.plan import causal_edges
+from lmms_eval_flow.engine.regimes import Regime, Rule, build_regime
 
 CLIP = {"frames": 8, "size": 56, "fps": 4, "objects": [
     {"shape": "square", "color": "red", "start": [10, 28], "velocity": [4, 0], "size": 12},
@@ -213,7 +213,7 @@ def test_left_padded_batch_equals_samples_run_alone(model, processor, name):
 @pytest.mark.parametrize("name", ["random", "effective"])
 @torch.no_grad()
 def test_long_masked_prefills_run_in_row_chunks_with_the_same_result(model, processor, inputs, monkeypatch, name):
-    import lmms_eval_flow.attention as attention
+    import lmms_eval_flow.engine.attention as attention
 
     regime = build_regime(name, 28)
     whole, _ = forward(model, processor, inputs, regime, backend="dense")

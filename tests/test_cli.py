@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lmms_eval_flow.layout import TokenLayout
-from lmms_eval_flow.plan import SamplePlan
-from lmms_eval_flow.regimes import build_regime
+from lmms_eval_flow.engine.layout import TokenLayout
+from lmms_eval_flow.engine.plan import SamplePlan
+from lmms_eval_flow.engine.regimes import build_regime
 
 LAYOUT = ["--prefix", "14", "--frames", "4", "--tokens-per-frame", "16", "--question", "30", "--template", "5"]
 

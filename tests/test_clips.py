@@ -8,8 +8,8 @@ import decord
 import numpy as np
 import pytest
 
-from lmms_eval_flow import clips
-from lmms_eval_flow.clips import COLORS, clip_path, normalize_spec, render_clip, render_frames, spec_hash
+from lmms_eval_flow.toy import clips
+from lmms_eval_flow.toy.clips import COLORS, clip_path, normalize_spec, render_clip, render_frames, spec_hash
 
 
 @pytest.fixture(autouse=True)

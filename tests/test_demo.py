@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-from lmms_eval_flow.runner import read_jsonl
+from lmms_eval_flow.harness.runner import read_jsonl
 from lmms_eval_flow.toy import CHECKPOINT_DIR
 from lmms_eval_flow.toy.benchmark import committed_split_path
 from lmms_eval_flow.toy.train import VIDEO_ARGS, ChatEncoder

@@ -7,9 +7,9 @@ import torch
 from family_cases import FAMILIES
 from transformers import AutoConfig, AutoProcessor
 
-from lmms_eval_flow.clips import clip_path
-from lmms_eval_flow.plan import causal_edges
-from lmms_eval_flow.regimes import build_regime
+from lmms_eval_flow.toy.clips import clip_path
+from lmms_eval_flow.engine.plan import causal_edges
+from lmms_eval_flow.engine.regimes import build_regime
 
 CLIP = {"frames": 8, "size": 56, "fps": 4, "objects": [
     {"shape": "square", "color": "red", "start": [10, 28], "velocity": [4, 0], "size": 12},

@@ -17,8 +17,8 @@ from lmms_eval_flow.model_wrappers.qwen3_vl_flow import Qwen3_VLFlow
 from lmms_eval_flow.model_wrappers.videollama3_flow import VideoLLaMA3Flow
 from transformers import AutoConfig
 
-from lmms_eval_flow.regimes import build_regime
-from lmms_eval_flow.runner import run_lmms_eval_many
+from lmms_eval_flow.engine.regimes import build_regime
+from lmms_eval_flow.harness.runner import run_lmms_eval_many
 
 REGIMES = ["full", "effective", "random", "staged", "temporal_exit"]
 DOCS = 3

@@ -6,12 +6,12 @@ import json
 import pandas as pd
 import pytest
 
-from lmms_eval_flow.calibrate import derive_ranges, intervals, kept_edges, write_ranges_file
-from lmms_eval_flow.knockout import (knockout_regime, parse_pathways, pathway_rule, relative_change, selected_docs,
+from lmms_eval_flow.analysis.calibrate import derive_ranges, intervals, kept_edges, write_ranges_file
+from lmms_eval_flow.analysis.knockout import (knockout_regime, parse_pathways, pathway_rule, relative_change, selected_docs,
                                      summarize, window)
-from lmms_eval_flow.layout import TokenLayout, option_spans
-from lmms_eval_flow.plan import SamplePlan
-from lmms_eval_flow.regimes import REGIMES, Rule, build_regime
+from lmms_eval_flow.engine.layout import TokenLayout, option_spans
+from lmms_eval_flow.engine.plan import SamplePlan
+from lmms_eval_flow.engine.regimes import REGIMES, Rule, build_regime
 
 DEPTH = 28
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from lmms_eval_flow.cli import main
-from lmms_eval_flow.leaderboard import build_leaderboard, category_table, results_files, to_html
-from lmms_eval_flow.regimes import PARAMETERS
+from lmms_eval_flow.reporting.leaderboard import build_leaderboard, category_table, results_files, to_html
+from lmms_eval_flow.engine.regimes import PARAMETERS
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "flow_temporal_toy"
 

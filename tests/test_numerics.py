@@ -12,11 +12,11 @@ from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 from transformers.models.qwen2.configuration_qwen2 import Qwen2Config
 from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention
 
-from lmms_eval_flow.attention import ACTIVE_BATCH, BatchPlan, flow_attention
-from lmms_eval_flow.layout import GROUPS, TokenLayout
-from lmms_eval_flow.perturbations import Perturbed, parse_perturbations
-from lmms_eval_flow.plan import SamplePlan
-from lmms_eval_flow.regimes import Regime, Rule, build_regime
+from lmms_eval_flow.engine.attention import ACTIVE_BATCH, BatchPlan, flow_attention
+from lmms_eval_flow.engine.layout import GROUPS, TokenLayout
+from lmms_eval_flow.engine.perturbations import Perturbed, parse_perturbations
+from lmms_eval_flow.engine.plan import SamplePlan
+from lmms_eval_flow.engine.regimes import Regime, Rule, build_regime
 
 HEADS, KV_HEADS, HEAD_DIM = 4, 2, 8
 

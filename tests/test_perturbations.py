@@ -8,11 +8,11 @@ import transformers
 from test_attention import make_inputs
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-from lmms_eval_flow.layout import TokenLayout
+from lmms_eval_flow.engine.layout import TokenLayout
 from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import Qwen2_5_VLFlow, apply_regime
-from lmms_eval_flow.perturbations import (Perturbed, frame_reversal, group_shuffle, parse_perturbations,
+from lmms_eval_flow.engine.perturbations import (Perturbed, frame_reversal, group_shuffle, parse_perturbations,
                                           permute_position_ids)
-from lmms_eval_flow.regimes import build_regime
+from lmms_eval_flow.engine.regimes import build_regime
 
 DEPTH = 28
 QUESTION = "Which way does the red square move?\nA. left\nB. right\nC. up\nD. down"

@@ -5,11 +5,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmms_eval_flow.blocks import Run, runs_of
-from lmms_eval_flow.layers import format_layer_range, parse_layer, parse_layer_range
-from lmms_eval_flow.layout import TokenLayout
-from lmms_eval_flow.plan import SamplePlan, causal_edges, kth_smallest_uniform
-from lmms_eval_flow.regimes import REGIMES, build_regime, published_ranges
+from lmms_eval_flow.engine.blocks import Run, runs_of
+from lmms_eval_flow.engine.layers import format_layer_range, parse_layer, parse_layer_range
+from lmms_eval_flow.engine.layout import TokenLayout
+from lmms_eval_flow.engine.plan import SamplePlan, causal_edges, kth_smallest_uniform
+from lmms_eval_flow.engine.regimes import REGIMES, build_regime, published_ranges
 
 LAYOUTS = [
     TokenLayout.synthetic(prefix=5, frames=4, tokens_per_frame=6, question=7, template=4),

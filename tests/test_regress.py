@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from lmms_eval_flow.cli import main
-from lmms_eval_flow.leaderboard import results_files
-from lmms_eval_flow.regress import compare, difference_stderr, read_baseline, regress
+from lmms_eval_flow.reporting.leaderboard import results_files
+from lmms_eval_flow.reporting.regress import compare, difference_stderr, read_baseline, regress
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "flow_temporal_toy"

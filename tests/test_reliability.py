@@ -20,15 +20,15 @@ from lmms_eval.models.model_utils.usage_metrics import set_task_context
 from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import Qwen2_5_VLFlow
 from PIL import Image
 
-from lmms_eval_flow import ledger as ledger_module
-from lmms_eval_flow import reply as reply_module
+from lmms_eval_flow.harness import ledger as ledger_module
+from lmms_eval_flow.harness import reply as reply_module
 from lmms_eval_flow.atomic import atomic_write_bytes, atomic_write_text
-from lmms_eval_flow.flow_model import FailedSampleError, LedgerError, RunOptions
-from lmms_eval_flow.run_errors import ConfigurationError, NothingRan, RepeatedGenerationError, check_some_ran
-from lmms_eval_flow.ledger import EdgeLedger, asked_by_response_cache, doc_key, fingerprint, scoring_task
-from lmms_eval_flow.reply import FlowReply, attention_metrics
-from lmms_eval_flow.sample_checks import check_sample, frames_to_sample, video_problem
-from lmms_eval_flow.task_utils import failed_samples, mean_of_scored, score, video_messages
+from lmms_eval_flow.harness.flow_model import FailedSampleError, LedgerError, RunOptions
+from lmms_eval_flow.harness.run_errors import ConfigurationError, NothingRan, RepeatedGenerationError, check_some_ran
+from lmms_eval_flow.harness.ledger import EdgeLedger, asked_by_response_cache, doc_key, fingerprint, scoring_task
+from lmms_eval_flow.harness.reply import FlowReply, attention_metrics
+from lmms_eval_flow.harness.sample_checks import check_sample, frames_to_sample, video_problem
+from lmms_eval_flow.scoring.task_utils import failed_samples, mean_of_scored, score, video_messages
 
 SMALL = {"device": "cpu", "device_map": "cpu", "max_pixels": 3136, "min_pixels": 3136, "max_num_frames": 8}
 
@@ -344,7 +344,7 @@ def test_an_edge_ledger_is_answered_into_by_one_process_at_a_time(tmp_path, monk
     assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
 
     def hold_elsewhere(rank):
-        code = f"from lmms_eval_flow.ledger import EdgeLedger; EdgeLedger({str(tmp_path)!r}, rank={rank}).hold()"
+        code = f"from lmms_eval_flow.harness.ledger import EdgeLedger; EdgeLedger({str(tmp_path)!r}, rank={rank}).hold()"
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
 
     refused = hold_elsewhere(0)

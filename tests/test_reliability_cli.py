@@ -16,7 +16,7 @@ import pytest
 from bad_videos import BUDGET, DOCS, FAILED, TASK, build_task, failure_message
 from conftest import SMALL_VIDEO_ARGS
 
-from lmms_eval_flow import runner
+from lmms_eval_flow.harness import runner
 
 GOOD = [doc_id for doc_id in DOCS if doc_id not in FAILED]
 COMPARED = ("accuracy", "attention_edges", "attention_kept", "failed_samples")

@@ -17,8 +17,8 @@ import pytest
 from conftest import SMALL_VIDEO_ARGS, TASKS_DIR
 from task_fixtures import FIXTURES
 
-from lmms_eval_flow import runner
-from lmms_eval_flow.clips import render_clip
+from lmms_eval_flow.harness import runner
+from lmms_eval_flow.toy.clips import render_clip
 
 TASK = "flow_tomato"
 DOCS = [json.loads(line) for line in (FIXTURES / "tomato" / "data" / "test.jsonl").read_text().splitlines()]

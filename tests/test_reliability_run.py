@@ -16,7 +16,7 @@ import pytest
 import torch
 from bad_videos import BUDGET, DOCS, FAILED, FIXTURE, TASK, build_task
 
-from lmms_eval_flow import runner
+from lmms_eval_flow.harness import runner
 
 PREFIX = "lmms-eval-flow stopped the run: "
 GOOD = [doc_id for doc_id in DOCS if doc_id not in FAILED]

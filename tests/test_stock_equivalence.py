@@ -17,8 +17,8 @@ from family_cases import FAMILIES
 from test_attention import QUESTION, make_inputs
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-from lmms_eval_flow.clips import clip_path
-from lmms_eval_flow.runner import run_lmms_eval_many
+from lmms_eval_flow.toy.clips import clip_path
+from lmms_eval_flow.harness.runner import run_lmms_eval_many
 
 DOCS, NEW_TOKENS = 12, 32
 FAMILY = {family.name: family for family in FAMILIES}

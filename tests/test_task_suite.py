@@ -20,7 +20,7 @@ import pytest
 from conftest import SMALL_VIDEO_ARGS, TASKS_DIR, run_lmms_eval
 from task_fixtures import build_data_dir, fixture_docs
 
-from lmms_eval_flow.answers import normalize_answer
+from lmms_eval_flow.scoring.answers import normalize_answer
 
 TASKS = "flow_tempcompass,flow_tvbench,flow_tomato,flow_nextqa_mc,flow_activitynetqa,flow_longvideobench_val"
 TEMPCOMPASS = {"multi-choice": "multi_choice", "yes_no": "yes_no", "caption_matching": "caption_matching", "captioning": "captioning"}

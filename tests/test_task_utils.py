@@ -19,10 +19,10 @@ from loguru import logger
 from qwen_vl_utils import process_vision_info
 from task_fixtures import FIXTURES, fixture_docs
 
-from lmms_eval_flow import judge
-from lmms_eval_flow.clips import render_clip
-from lmms_eval_flow.reply import FlowReply
-from lmms_eval_flow.task_utils import (
+from lmms_eval_flow.scoring import judge
+from lmms_eval_flow.toy.clips import render_clip
+from lmms_eval_flow.harness.reply import FlowReply
+from lmms_eval_flow.scoring.task_utils import (
     DATA_DIR_VARIABLE,
     Benchmark,
     DocProblem,

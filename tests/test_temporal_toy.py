@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
 
-from lmms_eval_flow.clips import COLORS, render_frames, spec_hash
-from lmms_eval_flow.tiny_models import TinySizes
+from lmms_eval_flow.toy.clips import COLORS, render_frames, spec_hash
+from lmms_eval_flow.tiny.qwen2_5_vl import TinySizes
 from lmms_eval_flow.toy import CHECKPOINT_DIR, regime_arguments
 from lmms_eval_flow.toy.benchmark import QUESTION_TYPES, TEST_PER_TYPE, generate_docs, committed_split_path
 from lmms_eval_flow.toy.train import train

@@ -24,7 +24,7 @@ from transformers import (
     Qwen2VLVideoProcessor,
 )
 
-from lmms_eval_flow.tiny_models import FAMILIES, make_tiny_model
+from lmms_eval_flow.tiny import FAMILIES, make_tiny_model
 
 # With min = max = 56*56 pixels each frame becomes 4x4 patches of 14 px, i.e. 2x2 tokens after
 # the 2x2 spatial merge; 8 frames make 4 temporal patches, so a video costs 4*2*2 = 16 tokens.

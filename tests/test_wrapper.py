@@ -6,7 +6,7 @@ import transformers
 from conftest import SMALL_VIDEO_ARGS, run_lmms_eval
 
 from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import Qwen2_5_VLFlow
-from lmms_eval_flow.regimes import REGIMES
+from lmms_eval_flow.engine.regimes import REGIMES
 
 LIMIT = ["--limit", "6", "--gen_kwargs", "max_new_tokens=6"]
 

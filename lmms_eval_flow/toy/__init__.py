@@ -1,8 +1,10 @@
 """The embedded default: a tiny Qwen2.5-VL trained from scratch on a synthetic temporal benchmark.
 
-``benchmark`` generates the ``flow_temporal_toy`` questions, ``train`` reproduces the shipped
-weights (``qwen2_5_vl_temporal_toy/``), and ``regime_arguments`` gives the layer settings the
-demo runs each regime with.
+``clips`` renders the generated clips, ``benchmark`` generates the ``flow_temporal_toy``
+questions, ``task`` is their lmms-eval task (prompts and scoring), ``train`` reproduces the
+shipped weights (``qwen2_5_vl_temporal_toy/``), ``demo`` runs every regime on them (README's main
+job), and ``regime_arguments`` gives the layer settings the demo runs each regime with.
+May import: every sub-package of lmms_eval_flow but the tasks folder, which imports the toy.
 
 The papers' settings are stated for a 28-layer LM (Qwen2.5-VL-7B). A toy with another depth
 carries them scaled to its own depth in its ``flow_regimes.json`` (written by ``train``):
@@ -16,7 +18,7 @@ import json
 import math
 from pathlib import Path
 
-from ..regimes import EXIT_DEFAULTS, PUBLISHED, STAGED_DEFAULTS
+from lmms_eval_flow.engine.regimes import EXIT_DEFAULTS, PUBLISHED, STAGED_DEFAULTS
 
 # The folder name is the checkpoint's name in leaderboards.
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "qwen2_5_vl_temporal_toy"

@@ -30,8 +30,9 @@ import random
 from pathlib import Path
 from string import ascii_uppercase
 
-from lmms_eval_flow.tasks import TASKS_DIR
-from lmms_eval_flow.tasks.flow_temporal_toy.utils import QUESTION_TYPES
+from lmms_eval_flow.harness.runner import TASKS_DIR
+
+QUESTION_TYPES = ("direction", "order", "size", "count", "static")
 
 # The committed test split (tasks/flow_temporal_toy/test.jsonl) and the training split's seed.
 SEED = 0

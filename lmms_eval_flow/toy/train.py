@@ -22,7 +22,6 @@ import json
 import math
 import random
 import shlex
-import shutil
 import sys
 import time
 from collections import defaultdict
@@ -35,13 +34,14 @@ from lmms_eval.protocol import ChatMessages
 from qwen_vl_utils import process_vision_info
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-from lmms_eval_flow.clips import RENDER_VERSION
-from lmms_eval_flow.precision import cast_parameters
-from lmms_eval_flow.tasks.flow_temporal_toy import utils as task
-from lmms_eval_flow.tiny_models import TinySizes, make_tiny_model
+from lmms_eval_flow.toy.clips import RENDER_VERSION
+from lmms_eval_flow.engine.precision import cast_parameters
+from lmms_eval_flow.toy import task
+from lmms_eval_flow.tiny import make_tiny_model
+from lmms_eval_flow.tiny.qwen2_5_vl import TinySizes
 
-from . import PAPERS_DEPTH, REGIMES_FILE, scaled_settings
-from .benchmark import QUESTION_TYPES, generate_docs
+from lmms_eval_flow.toy import PAPERS_DEPTH, REGIMES_FILE, scaled_settings
+from lmms_eval_flow.toy.benchmark import generate_docs
 
 # The video settings the demo passes as model arguments: 56x56 frames, 8 sampled frames, so a
 # clip is 4 temporal patches of 2x2 merged tokens (16 video tokens).

@@ -6,16 +6,16 @@ mark: shown capitalised with one, as upstream does), ``answer`` (a word or short
 ``question_id`` and ``type``.
 
 Metrics: ``exact_match`` (normalised; yes/no answers read with the yes/no parser) and
-``token_f1`` (word overlap), both from ``lmms_eval_flow.answers``; ``judge_accuracy`` and
-``judge_score`` only when an LLM judge is configured (``lmms_eval_flow.judge``).
+``token_f1`` (word overlap), both from ``lmms_eval_flow.scoring.answers``; ``judge_accuracy`` and
+``judge_score`` only when an LLM judge is configured (``lmms_eval_flow.scoring.judge``).
 """
 
 from __future__ import annotations
 
-from lmms_eval_flow import judge
-from lmms_eval_flow.answers import exact_match, strip_reasoning, token_f1
-from lmms_eval_flow.reply import failure_of, flow_metrics
-from lmms_eval_flow.task_utils import (
+from lmms_eval_flow.scoring import judge
+from lmms_eval_flow.scoring.answers import exact_match, strip_reasoning, token_f1
+from lmms_eval_flow.harness.reply import failure_of, flow_metrics
+from lmms_eval_flow.scoring.task_utils import (
     PROBLEM,
     Benchmark,
     inside_data,

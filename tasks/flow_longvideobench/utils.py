@@ -9,8 +9,8 @@ upstream's ``longvideobench_val_v`` set-up (no interleaved subtitles).
 
 from __future__ import annotations
 
-from lmms_eval_flow.answers import parse_choice
-from lmms_eval_flow.task_utils import (
+from lmms_eval_flow.scoring.answers import parse_choice
+from lmms_eval_flow.scoring.task_utils import (
     Benchmark,
     inside_data,
     lettered,

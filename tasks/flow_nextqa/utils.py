@@ -7,8 +7,8 @@ A doc has ``video`` (a video id; the file is ``NExTVideo/<video>.mp4`` under
 
 from __future__ import annotations
 
-from lmms_eval_flow.answers import parse_choice
-from lmms_eval_flow.task_utils import (
+from lmms_eval_flow.scoring.answers import parse_choice
+from lmms_eval_flow.scoring.task_utils import (
     Benchmark,
     inside_data,
     lettered,

@@ -1,6 +1,6 @@
 """flow_synthetic: multiple-choice questions about generated clips of moving shapes.
 
-Each doc carries its clip as a scene spec (see ``lmms_eval_flow.clips``) rather than a
+Each doc carries its clip as a scene spec (see ``lmms_eval_flow.toy.clips``) rather than a
 video file, so the task needs no download: the clip is rendered into the local cache the
 first time a doc is read. The answers are known exactly, which makes the task a quick
 offline check that a model, a wrapper and an attention regime run end to end.
@@ -8,9 +8,9 @@ offline check that a model, a wrapper and an attention regime run end to end.
 
 from __future__ import annotations
 
-from lmms_eval_flow.answers import parse_choice
-from lmms_eval_flow.clips import clip_path
-from lmms_eval_flow.task_utils import lettered, options_block, score, video_messages
+from lmms_eval_flow.scoring.answers import parse_choice
+from lmms_eval_flow.toy.clips import clip_path
+from lmms_eval_flow.scoring.task_utils import lettered, options_block, score, video_messages
 
 DEFAULT_POST_PROMPT = "Answer with the option's letter from the given choices directly."
 

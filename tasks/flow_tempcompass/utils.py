@@ -23,8 +23,8 @@ from __future__ import annotations
 import ast
 import re
 
-from lmms_eval_flow.answers import parse_choice, parse_yes_no
-from lmms_eval_flow.task_utils import (
+from lmms_eval_flow.scoring.answers import parse_choice, parse_yes_no
+from lmms_eval_flow.scoring.task_utils import (
     Benchmark,
     DocProblem,
     inside_data,

@@ -1,43 +1,13 @@
 """flow_temporal_toy: the embedded default's temporal benchmark (lmms_eval_flow.toy.benchmark).
 
-Docs carry their clip as a scene spec, rendered into the local cache on first use, so the task
-runs offline. The training script builds its prompts with these same functions, so the toy model
-is trained on exactly the token layout it is evaluated on.
+Its hooks live with the toy (``lmms_eval_flow.toy.task``), which trains on the same prompts.
 """
 
-from __future__ import annotations
-
-from lmms_eval_flow.answers import parse_choice
-from lmms_eval_flow.clips import clip_path
-from lmms_eval_flow.task_utils import lettered, options_block, prompt, score, video_messages
-from lmms_eval_flow.task_utils import failed_samples, mean_of_scored  # noqa: F401 (the YAML's aggregations)
-
-# The benchmark's question types (lmms_eval_flow.toy.benchmark generates docs of each), one
-# accuracy each in the results.
-QUESTION_TYPES = ("direction", "order", "size", "count", "static")
-DEFAULT_POST_PROMPT = "\nAnswer with the option's letter from the given choices directly."
-
-
-def doc_to_visual(doc: dict) -> list[str]:
-    return [str(clip_path(doc["clip"]))]
-
-
-def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
-    """The question, one "A. option" line per option, then the answer-format instruction."""
-    return prompt(lmms_eval_specific_kwargs, f"{doc['question']}\n{options_block(lettered(doc['options']))}",
-                  DEFAULT_POST_PROMPT)
-
-
-def doc_to_target(doc: dict) -> str:
-    return doc["answer"]
-
-
-def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
-    return video_messages(doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
-
-
-def process_results(doc: dict, results: list[str]) -> dict:
-    """Overall and per-type accuracy of the one reply, plus its attention edges."""
-    reply = results[0]
-    correct = parse_choice(reply, lettered(doc["options"])) == doc["answer"]
-    return score(correct, reply, doc["category"], QUESTION_TYPES, doc=doc)
+from lmms_eval_flow.scoring.task_utils import failed_samples, mean_of_scored  # noqa: F401 (the YAML's aggregations)
+from lmms_eval_flow.toy.task import (  # noqa: F401 (the YAML's hooks)
+    doc_to_messages,
+    doc_to_target,
+    doc_to_text,
+    doc_to_visual,
+    process_results,
+)

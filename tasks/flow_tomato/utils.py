@@ -9,8 +9,8 @@ TOMATO's long free-form prompt, so that replies are short and read by rules.
 
 from __future__ import annotations
 
-from lmms_eval_flow.answers import parse_choice
-from lmms_eval_flow.task_utils import (
+from lmms_eval_flow.scoring.answers import parse_choice
+from lmms_eval_flow.scoring.task_utils import (
     Benchmark,
     inside_data,
     lettered,

@@ -12,8 +12,8 @@ No per-task counts are published with the dataset, so no size is checked.
 
 from __future__ import annotations
 
-from lmms_eval_flow.answers import parse_choice
-from lmms_eval_flow.task_utils import (
+from lmms_eval_flow.scoring.answers import parse_choice
+from lmms_eval_flow.scoring.task_utils import (
     Benchmark,
     DocProblem,
     inside_data,

@@ -15,8 +15,8 @@ from transformers import AttentionInterface, AttentionMaskInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import sdpa_mask
 
-from .blocks import Run, decomposed_attention, runs_of
-from .plan import SamplePlan
+from lmms_eval_flow.engine.blocks import Run, decomposed_attention, runs_of
+from lmms_eval_flow.engine.plan import SamplePlan
 
 FLOW_ATTENTION = "lmms_eval_flow"
 

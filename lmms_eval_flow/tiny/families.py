@@ -3,9 +3,9 @@
 Each keeps the real config, model, processor and tokenizer classes and the real language-model
 depth of the checkpoint the family's flow wrapper was designed for, so layer ranges mean the
 same layers as on the real model; widths and image sizes are shrunk so a checkpoint is a few MB
-and one 8-frame 56x56 clip costs a few tokens per frame. ``tiny_models.FAMILIES`` lists them.
+and one 8-frame 56x56 clip costs a few tokens per frame. ``lmms_eval_flow.tiny.FAMILIES`` lists them.
 
-The tokenizers come from ``tiny_tokenizers`` (training corpus, tokenizer trainer, chat template),
+The tokenizers come from ``tokenizers`` (training corpus, tokenizer trainer, chat template),
 shared with the Qwen2.5-VL builder.
 """
 
@@ -44,7 +44,7 @@ from transformers import (
     VideoLlama3VideoProcessor,
 )
 
-from .tiny_tokenizers import QWEN2_VL_CHAT_TEMPLATE, train_qwen2_tokenizer, training_corpus
+from lmms_eval_flow.tiny.tokenizers import QWEN2_VL_CHAT_TEMPLATE, train_qwen2_tokenizer, training_corpus
 
 FRAME = 56  # the side of a tiny frame (flow_synthetic's clips are 56x56)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .leaderboard import KEY, build_leaderboard
+from lmms_eval_flow.reporting.leaderboard import KEY, build_leaderboard
 
 DEFAULT_TOLERANCE = 0.02
 DEFAULT_Z = 3.0

@@ -47,8 +47,8 @@ from pathlib import Path
 
 from loguru import logger
 
-from .reply import failure_of, flow_metrics
-from .run_errors import RunStopped, check_some_ran
+from lmms_eval_flow.harness.reply import failure_of, flow_metrics
+from lmms_eval_flow.harness.run_errors import RunStopped, check_some_ran
 
 DATA_DIR_VARIABLE = "LMMS_EVAL_FLOW_DATA_DIR"
 PROBLEM = "flow_problem"  # the column prepare_docs adds: why a doc is invalid, or None

@@ -7,11 +7,16 @@ when its results file exists and lists every task asked for.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+# The flow task suite, the folder to pass to lmms-eval's --include_path. Found, not imported:
+# the tasks import this package.
+TASKS_DIR = Path(importlib.util.find_spec("lmms_eval_flow.tasks").submodule_search_locations[0]).resolve()
 
 
 class LmmsEvalFailed(RuntimeError):

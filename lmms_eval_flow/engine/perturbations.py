@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .attention import ACTIVE_BATCH, BatchPlan
-from .layers import format_layer_range, parse_layer_range
-from .layout import TokenLayout
-from .regimes import Regime
+from lmms_eval_flow.engine.attention import ACTIVE_BATCH, BatchPlan
+from lmms_eval_flow.engine.layers import format_layer_range, parse_layer_range
+from lmms_eval_flow.engine.layout import TokenLayout
+from lmms_eval_flow.engine.regimes import Regime
 
 # Perturbations of the whole input (no layer), and those of one layer with the group they move.
 INPUT_PERTURBATIONS = ("reverse_frames", "reverse_positions")

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from loguru import logger
 
-from .layout import TokenLayout
-from .regimes import Regime
+from lmms_eval_flow.engine.layout import TokenLayout
+from lmms_eval_flow.engine.regimes import Regime
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Probe:
         from lmms_eval import models
         from lmms_eval.tasks import TaskManager, get_task_dict
 
-        from .tasks import TASKS_DIR
+        from lmms_eval_flow.harness.runner import TASKS_DIR
 
         include_path = str(include_path or TASKS_DIR)
         manager = TaskManager("WARNING", include_path=include_path, model_name=model)

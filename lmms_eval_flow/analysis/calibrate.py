@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import atomic_write_text
-from .knockout import SweepFolder, selected_docs, summarize
-from .layers import format_layer_range
-from .layout import Segment, TokenLayout
-from .plan import SamplePlan
-from .regimes import RANGE_KEYS, build_regime
+from lmms_eval_flow.atomic import atomic_write_text
+from lmms_eval_flow.analysis.knockout import SweepFolder, selected_docs, summarize
+from lmms_eval_flow.engine.layers import format_layer_range
+from lmms_eval_flow.engine.layout import Segment, TokenLayout
+from lmms_eval_flow.engine.plan import SamplePlan
+from lmms_eval_flow.engine.regimes import RANGE_KEYS, build_regime
 
 DEFAULT_THRESHOLD = -5.0
 DEFAULT_INTERVAL = 5

@@ -1,20 +1,9 @@
-"""Build tiny, randomly initialised checkpoints of real video-LLM architectures, offline.
-
-A tiny checkpoint lets users smoke-test their setup and lets our tests exercise the real
-``from_pretrained`` / processor / lmms-eval loading paths without downloading gigabytes.
-Everything is random (weights and a tokenizer trained on a small built-in corpus), so the
-answers are gibberish; only the shapes, token layout and code paths are real.
-
-Usage::
-
-    from lmms_eval_flow.tiny_models import make_tiny_model
-    path = make_tiny_model("/tmp/tiny-qwen2_5_vl")
-    # then e.g. --model qwen2_5_vl_chat --model_args pretrained=/tmp/tiny-qwen2_5_vl,...
-"""
+"""The tiny Qwen2.5-VL checkpoint: Qwen2.5-VL-7B's layout (28 decoder layers, GQA, mrope,
+windowed ViT) at toy width, with the shared tiny tokenizer (``tokenizers``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +18,7 @@ from transformers import (
     Qwen2VLVideoProcessor,
 )
 
-from .tiny_families import FAMILY_BUILDERS
-from .tiny_tokenizers import QWEN2_VL_CHAT_TEMPLATE, train_qwen2_tokenizer
+from lmms_eval_flow.tiny.tokenizers import QWEN2_VL_CHAT_TEMPLATE, train_qwen2_tokenizer
 
 @dataclass(frozen=True)
 class TinySizes:
@@ -107,7 +95,7 @@ def _qwen2_5_vl_config(tokenizer: Qwen2Tokenizer, sizes: TinySizes = TinySizes()
     )
 
 
-def _build_qwen2_5_vl(out_dir: Path, seed: int, sizes: TinySizes = TinySizes(), extra_corpus: Iterable[str] = ()) -> None:
+def build_qwen2_5_vl(out_dir: Path, seed: int, sizes: TinySizes = TinySizes(), extra_corpus: Iterable[str] = ()) -> None:
     """Write a tiny Qwen2.5-VL checkpoint: config, weights, tokenizer and processor."""
     tokenizer = train_qwen2_tokenizer(extra_corpus)
     config = _qwen2_5_vl_config(tokenizer, sizes)
@@ -128,24 +116,3 @@ def _build_qwen2_5_vl(out_dir: Path, seed: int, sizes: TinySizes = TinySizes(), 
         chat_template=QWEN2_VL_CHAT_TEMPLATE,
     )
     processor.save_pretrained(out_dir)
-
-
-FAMILIES: dict[str, Callable[..., None]] = {
-    "qwen2_5_vl": _build_qwen2_5_vl,
-    **FAMILY_BUILDERS,  # llava_onevision, llava_next_video, videollama3, qwen3_vl (tiny_families.py)
-}
-
-
-def make_tiny_model(out_dir: str | Path, family: str = "qwen2_5_vl", seed: int = 0, **options) -> Path:
-    """Build a tiny random checkpoint of ``family`` into ``out_dir`` and return its path.
-
-    The result loads with the model family's usual ``from_pretrained`` / ``AutoProcessor``
-    calls; the same ``seed`` always gives the same files. ``options`` go to the family's
-    builder (for ``qwen2_5_vl``: ``sizes=TinySizes(...)``, ``extra_corpus=texts``).
-    """
-    if family not in FAMILIES:
-        raise ValueError(f"Unknown model family {family!r}; valid families: {', '.join(sorted(FAMILIES))}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    FAMILIES[family](out_dir, seed, **options)
-    return out_dir

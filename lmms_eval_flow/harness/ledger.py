@@ -42,10 +42,10 @@ from filelock import FileLock, Timeout
 from lmms_eval.caching.response_cache import ResponseCache, canonicalize_gen_kwargs, is_deterministic
 from lmms_eval.utils import is_multimodal_content
 
-from . import __version__
-from .atomic import atomic_write_text
-from .run_errors import RunStopped
-from .sample_checks import describe
+from lmms_eval_flow import __version__
+from lmms_eval_flow.atomic import atomic_write_text
+from lmms_eval_flow.harness.run_errors import RunStopped
+from lmms_eval_flow.harness.sample_checks import describe
 
 # Model arguments that change no result: stopping at a failure or not, batching (regimes are
 # batch-independent), and where the ledger itself lives. (The failure thresholds do: a sample

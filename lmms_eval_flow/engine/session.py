@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 import torch
 
-from .attention import ACTIVE_BATCH, FLOW_ATTENTION, BatchPlan
-from .layout import TokenLayout
-from .plan import SamplePlan
-from .regimes import Regime
-from .video_exit import drop_video_hooks
+from lmms_eval_flow.engine.attention import ACTIVE_BATCH, FLOW_ATTENTION, BatchPlan
+from lmms_eval_flow.engine.layout import TokenLayout
+from lmms_eval_flow.engine.plan import SamplePlan
+from lmms_eval_flow.engine.regimes import Regime
+from lmms_eval_flow.engine.video_exit import drop_video_hooks
 
 # How masked prefills run: "blocks" group-decomposed (blocks.py), "dense" one masked SDPA call,
 # "auto" blocks on CPU and dense elsewhere.

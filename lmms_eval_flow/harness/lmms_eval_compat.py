@@ -30,7 +30,7 @@ from lmms_eval.models.chat import huggingface
 from transformers import AutoModelForImageTextToText
 from transformers.video_utils import load_video
 
-from .flow_model import FlowModel, lmms_eval_arguments
+from lmms_eval_flow.harness.flow_model import FlowModel, lmms_eval_arguments
 
 
 @contextmanager

@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .layers import format_layer_range, parse_layer, parse_layer_range
-from .layout import GROUPS, QUERY, Segment
+from lmms_eval_flow.engine.layers import format_layer_range, parse_layer, parse_layer_range
+from lmms_eval_flow.engine.layout import GROUPS, QUERY, Segment
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .layout import TokenLayout, option_spans
+from lmms_eval_flow.engine.layout import TokenLayout, option_spans
 
 
 def row_ids(forward_kwargs: dict, row: int) -> list[int]:

@@ -45,15 +45,15 @@ from lmms_eval.utils import simple_parse_args_string
 from loguru import logger
 from transformers import AutoConfig
 
-from .attention import ACTIVE_BATCH
-from .ledger import EdgeLedger, asked_by_response_cache, cacheable, doc_key, request_key
-from .plan import SamplePlan
-from .regimes import PARAMETERS, Regime, build_regime
-from .ledger import LedgerError
-from .reply import FlowReply, note_flow_model_loaded
-from .run_errors import REPEATED_ERRORS, ConfigurationError, RepeatedGenerationError, RunStopped, fix_for
-from .sample_checks import MIN_FRAMES, SampleFailure, check_sample, describe, failure_message
-from .session import BACKENDS, RegimeSession
+from lmms_eval_flow.engine.attention import ACTIVE_BATCH
+from lmms_eval_flow.harness.ledger import EdgeLedger, asked_by_response_cache, cacheable, doc_key, request_key
+from lmms_eval_flow.engine.plan import SamplePlan
+from lmms_eval_flow.engine.regimes import PARAMETERS, Regime, build_regime
+from lmms_eval_flow.harness.ledger import LedgerError
+from lmms_eval_flow.harness.reply import FlowReply, note_flow_model_loaded
+from lmms_eval_flow.harness.run_errors import REPEATED_ERRORS, ConfigurationError, RepeatedGenerationError, RunStopped, fix_for
+from lmms_eval_flow.harness.sample_checks import MIN_FRAMES, SampleFailure, check_sample, describe, failure_message
+from lmms_eval_flow.engine.session import BACKENDS, RegimeSession
 
 # Model arguments of the run rather than of the model, taken out by ``create_from_arg_string``.
 RUN_OPTIONS = ("strict", "video_token_budget", "min_frames", "edge_ledger")

@@ -73,7 +73,7 @@ def attention_metrics(reply: str, doc: dict | None = None) -> dict[str, float | 
     if not _flow_model_loaded:
         return {}
     if _edge_ledger is not None and doc is not None:
-        from .ledger import doc_key, scoring_task
+        from lmms_eval_flow.harness.ledger import doc_key, scoring_task
 
         edges, full_edges = _edge_ledger.edges_for(scoring_task(), doc_key(doc), str(reply))
         return {"attention_edges": edges, "attention_kept": edges / full_edges if full_edges else 0.0}

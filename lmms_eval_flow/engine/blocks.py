@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from transformers.integrations.sdpa_attention import repeat_kv
 
-from .plan import SamplePlan
+from lmms_eval_flow.engine.plan import SamplePlan
 
 
 @dataclass(frozen=True)

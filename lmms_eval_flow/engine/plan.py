@@ -13,8 +13,8 @@ from functools import cached_property
 
 import torch
 
-from .layout import TokenLayout
-from .regimes import Regime, Rule
+from lmms_eval_flow.engine.layout import TokenLayout
+from lmms_eval_flow.engine.regimes import Regime, Rule
 
 
 def causal_edges(length: int) -> int:

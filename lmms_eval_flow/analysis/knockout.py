@@ -39,10 +39,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from .atomic import atomic_write_bytes, atomic_write_text
-from .layers import format_layer_range
-from .layout import QUERY, TokenLayout
-from .regimes import Regime, Rule
+from lmms_eval_flow.atomic import atomic_write_bytes, atomic_write_text
+from lmms_eval_flow.engine.layers import format_layer_range
+from lmms_eval_flow.engine.layout import QUERY, TokenLayout
+from lmms_eval_flow.engine.regimes import Regime, Rule
 
 SOURCES = ("prefix", "video", "question", "non_options", "options", "template")
 TARGETS = ("video", "question", "non_options", "options", "template", "last", "query")

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .leaderboard import build_leaderboard, to_markdown, write_leaderboard
-from .regimes import REGIMES
-from .runner import run_lmms_eval
-from .tasks import TASKS_DIR
-from .toy import CHECKPOINT_DIR, regime_arguments
-from .toy.train import VIDEO_ARGS
+from lmms_eval_flow.reporting.leaderboard import build_leaderboard, to_markdown, write_leaderboard
+from lmms_eval_flow.engine.regimes import REGIMES
+from lmms_eval_flow.harness.runner import run_lmms_eval
+from lmms_eval_flow.harness.runner import TASKS_DIR
+from lmms_eval_flow.toy import CHECKPOINT_DIR, regime_arguments
+from lmms_eval_flow.toy.train import VIDEO_ARGS
 
 TASK = "flow_temporal_toy"
 # Every regime at the checkpoint's settings, plus staged's stage 2 alone (the setting Causality

@@ -27,8 +27,8 @@ from pathlib import Path
 import pandas as pd
 from lmms_eval.utils import simple_parse_args_string
 
-from .atomic import atomic_write_text
-from .regimes import PARAMETERS
+from lmms_eval_flow.atomic import atomic_write_text
+from lmms_eval_flow.engine.regimes import PARAMETERS
 
 COLUMNS = ["checkpoint", "model", "regime", "task", "metric", "score", "stderr", "delta_vs_full", "samples",
            "failed", "attention_edges", "attention_kept", "note", "source"]

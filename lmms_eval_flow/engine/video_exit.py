@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from .attention import BatchPlan
+from lmms_eval_flow.engine.attention import BatchPlan
 
 
 def _take(tensor: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:

@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .attention import ACTIVE_BATCH
-from .knockout import selected_docs
+from lmms_eval_flow.engine.attention import ACTIVE_BATCH
+from lmms_eval_flow.analysis.knockout import selected_docs
 
 DEFAULT_KEYWORDS = ("before", "after", "first", "last", "then", "begin", "end", "start", "stop", "move", "moving",
                     "left", "right", "up", "down", "appear", "disappear", "grow", "shrink", "fast", "slow")

@@ -1,0 +1,44 @@
+"""Tiny, randomly initialised checkpoints of the real video-LLM classes, built offline.
+
+A tiny checkpoint lets users smoke-test their setup and lets the tests exercise the real
+``from_pretrained`` / processor / lmms-eval loading paths without downloading gigabytes.
+Everything is random (weights, and a tokenizer trained on a small built-in corpus), so the
+answers are gibberish; only the shapes, token layout and code paths are real. One builder per
+family (``qwen2_5_vl``, ``families``), one shared tokenizer helper (``tokenizers``).
+
+Usage::
+
+    from lmms_eval_flow.tiny import make_tiny_model
+    path = make_tiny_model("/tmp/tiny-qwen2_5_vl")
+    # then e.g. --model qwen2_5_vl_flow --model_args pretrained=/tmp/tiny-qwen2_5_vl,...
+
+May import: the engine is not needed; transformers and tokenizers only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from lmms_eval_flow.tiny.families import FAMILY_BUILDERS
+from lmms_eval_flow.tiny.qwen2_5_vl import build_qwen2_5_vl
+
+FAMILIES: dict[str, Callable[..., None]] = {
+    "qwen2_5_vl": build_qwen2_5_vl,
+    **FAMILY_BUILDERS,  # llava_onevision, llava_next_video, videollama3, qwen3_vl (families.py)
+}
+
+
+def make_tiny_model(out_dir: str | Path, family: str = "qwen2_5_vl", seed: int = 0, **options) -> Path:
+    """Build a tiny random checkpoint of ``family`` into ``out_dir`` and return its path.
+
+    The result loads with the model family's usual ``from_pretrained`` / ``AutoProcessor``
+    calls; the same ``seed`` always gives the same files. ``options`` go to the family's
+    builder (for ``qwen2_5_vl``: ``sizes=TinySizes(...)``, ``extra_corpus=texts``).
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"Unknown model family {family!r}; valid families: {', '.join(sorted(FAMILIES))}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    FAMILIES[family](out_dir, seed, **options)
+    return out_dir
