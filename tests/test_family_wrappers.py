@@ -5,6 +5,7 @@ the results (``full`` against lmms-eval's own wrappers: test_stock_equivalence).
 from pathlib import Path
 
 import pytest
+from loguru import logger
 import transformers
 from conftest import TASKS_DIR
 from family_cases import FAMILIES, QWEN3_VL_PIXELS
@@ -15,9 +16,7 @@ from lmms_eval_flow.model_wrappers.llava_next_video_flow import LlavaNextVideoFl
 from lmms_eval_flow.model_wrappers.llava_onevision_flow import LlavaOnevisionFlow
 from lmms_eval_flow.model_wrappers.qwen3_vl_flow import Qwen3_VLFlow
 from lmms_eval_flow.model_wrappers.videollama3_flow import VideoLLaMA3Flow
-from transformers import AutoConfig
 
-from lmms_eval_flow.engine.regimes import build_regime
 from lmms_eval_flow.harness.runner import run_lmms_eval_many
 
 REGIMES = ["full", "effective", "random", "staged", "temporal_exit"]
@@ -72,10 +71,17 @@ GUESS = "a guess: none published for this model; the row of the closest publishe
 ])
 def test_default_effective_ranges_are_the_familys_published_row_or_a_stated_guess(family, ranges, source,
                                                                                   family_model_dir):
-    config = AutoConfig.from_pretrained(family_model_dir(family))
-    settings = build_regime("effective", config.text_config.num_hidden_layers, model_type=config.model_type).settings
+    """Through the wrapper, which tells the engine the checkpoint's family; a guess is logged."""
+    warnings = []
+    sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
+    try:
+        model = WRAPPERS[family][0](pretrained=str(family_model_dir(family)), regime="effective", **lmms_eval_args(family))
+    finally:
+        logger.remove(sink)
+    settings = model.regime.settings
     assert (settings["cross_frame"], settings["video_question"], settings["question_last"]) == ranges
     assert settings["ranges_from"] == source
+    assert any(source in w and "give cross_frame" in w for w in warnings) == source.startswith("a guess")
 
 
 @pytest.fixture(scope="module")

@@ -80,10 +80,12 @@ class FlowArguments:
 
 
 def parse_flow_arguments(model_name: str, regime: str, depth: int, kwargs: dict, upstream_arguments,
-                         own_arguments=()) -> tuple[FlowArguments, dict]:
+                         own_arguments=(), model_type: str | None = None,
+                         checkpoint: str | None = None) -> tuple[FlowArguments, dict]:
     """Split ``--model_args`` into our validated arguments and those for lmms-eval's wrapper.
 
-    Runs before any weights load, so a typo costs seconds, not a model load.
+    Runs before any weights load, so a typo costs seconds, not a model load. ``model_type`` and
+    ``checkpoint`` tell which published ranges are this model's (``published_ranges``).
     """
     regime_args = {key: kwargs.pop(key) for key in PARAMETERS if key in kwargs}
     backend = kwargs.pop("attention_backend", "auto")
@@ -100,7 +102,8 @@ def parse_flow_arguments(model_name: str, regime: str, depth: int, kwargs: dict,
         )
     if backend not in BACKENDS:
         raise ValueError(f"attention_backend={backend!r} is not valid; valid: {', '.join(BACKENDS)}")
-    return FlowArguments(build_regime(regime, depth, **regime_args), backend), kwargs
+    built = build_regime(regime, depth, model_type=model_type, checkpoint=checkpoint, **regime_args)
+    return FlowArguments(built, backend), kwargs
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,7 @@ class FlowModel:
     def __init__(self, pretrained: str, regime: str = "full", **kwargs) -> None:
         config = checkpoint_config(pretrained, self.model_name, self.checkpoint_type)
         flow, kwargs = parse_flow_arguments(self.model_name, regime, config.text_config.num_hidden_layers, kwargs,
-                                            self.upstream_arguments, self.own_arguments)
+                                            self.upstream_arguments, self.own_arguments, config.model_type, pretrained)
         self.check_regime(config, flow.regime)
         self.regime = flow.regime
         self.load_model(pretrained, **kwargs)
@@ -259,6 +262,10 @@ class FlowModel:
         self.model.get_decoder().register_forward_pre_hook(self._before_decoder)
         note_flow_model_loaded()
         logger.info(f"{type(self).__name__}: regime {self.regime.describe()}")
+        source = self.regime.settings.get("ranges_from", "")
+        if source.startswith("a guess"):
+            logger.warning(f"{type(self).__name__}: the effective ranges are {source}; give cross_frame, "
+                           f"video_question and question_last, or ranges=FILE (lmms-eval-flow calibrate), to set them")
 
     def generate_until(self, requests: list[Instance]) -> list[GenerationResult]:
         """lmms-eval's generation, with each reply carrying its sample's attention edges, or,
