@@ -31,7 +31,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from lmms_eval_flow.engine.attention import BatchPlan, flow_attention, ACTIVE_BATCH
 from lmms_eval_flow.engine.layout import TokenLayout
-from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import qwen2_5_vl_layout
+from lmms_eval_flow.engine.families.qwen2_5_vl import qwen2_5_vl_layout
 from lmms_eval_flow.engine.plan import SamplePlan
 from lmms_eval_flow.engine.regimes import REGIMES, build_regime
 from lmms_eval_flow.engine.session import RegimeSession

@@ -1,12 +1,11 @@
 """The four families beside Qwen2.5-VL, as the tests drive them: tiny checkpoint, model class,
-``apply_regime``, and processor inputs built the way each flow wrapper's lmms-eval path builds them."""
+and processor inputs built the way each flow wrapper's lmms-eval path builds them (the regime goes
+on through ``lmms_eval_flow.engine.families.apply_regime``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 
-from lmms_eval_flow.model_wrappers import llava_next_video_flow, llava_onevision_flow, qwen3_vl_flow, videollama3_flow
 from qwen_vl_utils import process_vision_info
 from transformers import (
     LlavaNextVideoForConditionalGeneration,
@@ -16,6 +15,26 @@ from transformers import (
 )
 
 from lmms_eval_flow.harness.lmms_eval_compat import LmmsEvalProcessor
+from lmms_eval_flow.toy.clips import clip_path
+
+# The clip and question the families' tests ask about, and Qwen2.5-VL's inputs of them.
+CLIP = {"frames": 8, "size": 56, "fps": 4, "objects": [
+    {"shape": "square", "color": "red", "start": [10, 28], "velocity": [4, 0], "size": 12},
+    {"shape": "circle", "color": "blue", "start": [40, 10], "velocity": [0, 4], "size": 10, "appear": 3},
+]}
+QUESTION = "In which direction does the red square move? A. left B. right C. up D. down"
+
+
+def make_inputs(processor, questions: list[str]):
+    """Processor output for one clip per question, built as lmms-eval's Qwen2.5-VL wrapper builds it."""
+    video = {"type": "video", "video": str(clip_path(CLIP)), "max_pixels": 3136, "min_pixels": 3136, "nframes": 8}
+    messages = [[{"role": "user", "content": [video, {"type": "text", "text": q}]}] for q in questions]
+    texts = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    _, videos, _ = process_vision_info(messages, return_video_kwargs=True, return_video_metadata=True)
+    videos, metadata = zip(*videos)
+    return processor(text=texts, videos=list(videos), video_metadata=list(metadata), padding=True,
+                     padding_side="left", return_tensors="pt")
+
 
 # Qwen3-VL frames of 64x64 pixels (its patches are 16 px): 2x2 tokens per temporal patch.
 QWEN3_VL_PIXELS = 64 * 64
@@ -26,7 +45,6 @@ class Family:
     name: str  # the make-tiny-model family
     model: str  # the lmms-eval model name
     model_class: type
-    wrapper: ModuleType  # its apply_regime
     depth: int
     frames: int  # frame groups of an 8-frame clip
     model_args: str  # small, CPU lmms-eval model args
@@ -57,11 +75,11 @@ def _qwen3_vl_inputs(processor, video: str, questions: list[str]):
 
 CPU = "device=cpu,device_map=cpu"
 FAMILIES = [
-    Family("llava_onevision", "llava_onevision_flow", LlavaOnevisionForConditionalGeneration, llava_onevision_flow,
+    Family("llava_onevision", "llava_onevision_flow", LlavaOnevisionForConditionalGeneration,
            28, 8, CPU),
-    Family("llava_next_video", "llava_next_video_flow", LlavaNextVideoForConditionalGeneration, llava_next_video_flow,
+    Family("llava_next_video", "llava_next_video_flow", LlavaNextVideoForConditionalGeneration,
            32, 8, CPU),
-    Family("videollama3", "videollama3_flow", VideoLlama3ForConditionalGeneration, videollama3_flow, 28, 8, CPU),
-    Family("qwen3_vl", "qwen3_vl_flow", Qwen3VLForConditionalGeneration, qwen3_vl_flow, 36, 4,
+    Family("videollama3", "videollama3_flow", VideoLlama3ForConditionalGeneration, 28, 8, CPU),
+    Family("qwen3_vl", "qwen3_vl_flow", Qwen3VLForConditionalGeneration, 36, 4,
            f"{CPU},max_pixels={QWEN3_VL_PIXELS},min_pixels={QWEN3_VL_PIXELS},max_num_frames=8"),
 ]

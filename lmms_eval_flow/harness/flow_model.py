@@ -48,6 +48,7 @@ from transformers import AutoConfig
 from lmms_eval_flow.engine.attention import ACTIVE_BATCH
 from lmms_eval_flow.harness.ledger import EdgeLedger, asked_by_response_cache, cacheable, doc_key, request_key
 from lmms_eval_flow.engine.plan import SamplePlan
+from lmms_eval_flow.engine import families
 from lmms_eval_flow.engine.regimes import PARAMETERS, Regime, build_regime
 from lmms_eval_flow.harness.ledger import LedgerError
 from lmms_eval_flow.harness.reply import FlowReply, note_flow_model_loaded
@@ -218,8 +219,9 @@ class FlowModel:
         self.start_regime(self.regime_session(flow.backend))
 
     def check_regime(self, config, regime: Regime) -> None:
-        """Refuse, before the weights load, what this family cannot run with ``regime`` (by
-        default everything runs)."""
+        """Refuse, before the weights load, what this family cannot run with ``regime`` (the
+        family's own check, ``engine.families``)."""
+        families.check_regime(config, regime)
 
     def load_model(self, pretrained: str, **kwargs) -> None:
         """Load through lmms-eval's wrapper (the next class after this mixin)."""

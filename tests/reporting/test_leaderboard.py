@@ -12,7 +12,7 @@ from lmms_eval_flow.cli import main
 from lmms_eval_flow.reporting.leaderboard import build_leaderboard, category_table, results_files, to_html
 from lmms_eval_flow.engine.regimes import PARAMETERS
 
-RESULTS = Path(__file__).resolve().parents[1] / "results" / "flow_temporal_toy"
+RESULTS = Path(__file__).resolve().parents[2] / "results" / "flow_temporal_toy"
 
 
 @pytest.fixture(scope="module")

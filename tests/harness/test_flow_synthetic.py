@@ -13,7 +13,7 @@ from lmms_eval.utils import load_yaml_config
 from lmms_eval_flow.toy.clips import clip_path
 from lmms_eval_flow.harness.reply import FlowReply
 
-TASK_DIR = Path(__file__).resolve().parents[1] / "tasks" / "flow_synthetic"
+TASK_DIR = Path(__file__).resolve().parents[2] / "tasks" / "flow_synthetic"
 DOCS = [json.loads(line) for line in (TASK_DIR / "test.jsonl").read_text().splitlines()]
 LETTERS = "ABCDEFGH"
 

@@ -5,11 +5,12 @@ option spans the layout finds in a real prompt."""
 import pytest
 import torch
 import transformers
-from test_attention import make_inputs
+from family_cases import make_inputs
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 from lmms_eval_flow.engine.layout import TokenLayout
-from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import Qwen2_5_VLFlow, apply_regime
+from lmms_eval_flow.engine.families import apply_regime
+from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import Qwen2_5_VLFlow
 from lmms_eval_flow.engine.perturbations import (Perturbed, frame_reversal, group_shuffle, parse_perturbations,
                                           permute_position_ids)
 from lmms_eval_flow.engine.regimes import build_regime

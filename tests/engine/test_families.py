@@ -4,18 +4,14 @@ temporal exit really leaving video out of the KV cache."""
 
 import pytest
 import torch
-from family_cases import FAMILIES
+from family_cases import CLIP, FAMILIES, QUESTION
 from transformers import AutoConfig, AutoProcessor
 
 from lmms_eval_flow.toy.clips import clip_path
+from lmms_eval_flow.engine.families import apply_regime
 from lmms_eval_flow.engine.plan import causal_edges
 from lmms_eval_flow.engine.regimes import build_regime
 
-CLIP = {"frames": 8, "size": 56, "fps": 4, "objects": [
-    {"shape": "square", "color": "red", "start": [10, 28], "velocity": [4, 0], "size": 12},
-    {"shape": "circle", "color": "blue", "start": [40, 10], "velocity": [0, 4], "size": 10, "appear": 3},
-]}
-QUESTION = "In which direction does the red square move? A. left B. right C. up D. down"
 REGIME_CASES = [("full", {}), ("effective", {}), ("random", {}), ("staged", {}), ("temporal_exit", {}),
                 ("temporal_exit", {"exit_by": "mask"})]
 
@@ -34,7 +30,7 @@ class Case:
             self.full_logits = self.model(**self.inputs).logits
 
     def session(self, regime, backend="auto"):
-        return self.family.wrapper.apply_regime(self.model, self.tokenizer, regime, backend)
+        return apply_regime(self.model, self.tokenizer, regime, backend)
 
     def forward(self, regime, backend="auto"):
         """Logits and the sample's plan under ``regime``."""

@@ -15,7 +15,7 @@ import pytest
 
 from lmms_eval_flow.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results" / "flow_temporal_toy"
 BASELINE = ROOT / "results" / "baselines" / "flow_temporal_toy.csv"
 FULL_RUN = next((RESULTS / "full").rglob("*_results.json"))

@@ -2,20 +2,14 @@
 that the masks actually applied are the ones counted."""
 
 import pytest
+from family_cases import QUESTION, make_inputs
 import torch
-from qwen_vl_utils import process_vision_info
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-from lmms_eval_flow.toy.clips import clip_path
-from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import apply_regime
+from lmms_eval_flow.engine.families import apply_regime
 from lmms_eval_flow.engine.plan import causal_edges
 from lmms_eval_flow.engine.regimes import Regime, Rule, build_regime
 
-CLIP = {"frames": 8, "size": 56, "fps": 4, "objects": [
-    {"shape": "square", "color": "red", "start": [10, 28], "velocity": [4, 0], "size": 12},
-    {"shape": "circle", "color": "blue", "start": [40, 10], "velocity": [0, 4], "size": 10, "appear": 3},
-]}
-QUESTION = "In which direction does the red square move? A. left B. right C. up D. down"
 REGIME_CASES = [("effective", {}), ("random", {}), ("staged", {}), ("staged", {"query_last_frame": "none"}),
                 ("temporal_exit", {}), ("temporal_exit", {"exit_by": "mask"})]
 
@@ -28,17 +22,6 @@ def processor(tiny_model_dir):
 @pytest.fixture(scope="module")
 def model(tiny_model_dir):
     return Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-
-
-def make_inputs(processor, questions: list[str]):
-    """Processor output for one clip per question, built as lmms-eval's Qwen2.5-VL wrapper builds it."""
-    video = {"type": "video", "video": str(clip_path(CLIP)), "max_pixels": 3136, "min_pixels": 3136, "nframes": 8}
-    messages = [[{"role": "user", "content": [video, {"type": "text", "text": q}]}] for q in questions]
-    texts = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    _, videos, _ = process_vision_info(messages, return_video_kwargs=True, return_video_metadata=True)
-    videos, metadata = zip(*videos)
-    return processor(text=texts, videos=list(videos), video_metadata=list(metadata), padding=True,
-                     padding_side="left", return_tensors="pt")
 
 
 @pytest.fixture(scope="module")

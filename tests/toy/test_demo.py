@@ -18,7 +18,7 @@ from lmms_eval_flow.toy import CHECKPOINT_DIR
 from lmms_eval_flow.toy.benchmark import committed_split_path
 from lmms_eval_flow.toy.train import VIDEO_ARGS, ChatEncoder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BASELINE = ROOT / "results" / "baselines" / "flow_temporal_toy.csv"
 CLI = [sys.executable, "-m", "lmms_eval_flow.cli"]
 

@@ -11,7 +11,7 @@ from lmms_eval_flow.cli import main
 from lmms_eval_flow.reporting.leaderboard import results_files
 from lmms_eval_flow.reporting.regress import compare, difference_stderr, read_baseline, regress
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results" / "flow_temporal_toy"
 BASELINE = ROOT / "results" / "baselines" / "flow_temporal_toy.csv"
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import SMALL_VIDEO_ARGS, TASKS_DIR
 from family_cases import FAMILIES
-from test_attention import QUESTION, make_inputs
+from family_cases import QUESTION, make_inputs
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 from lmms_eval_flow.toy.clips import clip_path
@@ -78,7 +78,7 @@ def cli_replies(checkpoint, tmp_path_factory) -> dict:
 
     runs = [run(i, case[2], "stock") for i, case in enumerate(CASES)] + [run(i, case[1], "flow") for i, case in enumerate(CASES)]
     old_path = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(out), str(Path(__file__).parent), old_path]))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(out), str(Path(__file__).resolve().parents[1]), old_path]))
     try:
         results = run_lmms_eval_many(runs, out / "runs.yaml")
     finally:

@@ -1,0 +1,49 @@
+"""LLaVA-NeXT-Video's token groups: a frame is one sampled frame's pooled tokens.
+
+The layout function of the family (see ``model_wrappers/llava_next_video_flow.py`` for how the groups are
+drawn and why), and ``layout_for``, which binds it to a loaded model's ids.
+"""
+
+from __future__ import annotations
+
+from lmms_eval_flow.engine.family_layout import PromptText, layout_after_video, row_ids, text_only_layout, video_span
+from lmms_eval_flow.engine.layout import TokenLayout
+from lmms_eval_flow.engine.session import LayoutFunction
+
+ASSISTANT_PROMPT = "ASSISTANT:"
+
+
+def tokens_per_frame(config) -> int:
+    """The pooled tokens of one frame: the tower's patch grid divided by the pooling stride per side."""
+    side = config.vision_config.image_size // config.vision_config.patch_size
+    return (side // config.spatial_pool_stride) ** 2
+
+
+def assistant_prompt_start(ids: list[int], after: int, text: PromptText) -> int:
+    """Where the closing `` ASSISTANT:`` starts: the shortest tail of the prompt that reads so."""
+    for start in range(len(ids) - 1, after - 1, -1):
+        if text.decode(ids[start:]).strip() == ASSISTANT_PROMPT:
+            return start
+    raise ValueError(f"the prompt does not end with {ASSISTANT_PROMPT!r} (LLaVA-NeXT-Video's generation prompt), "
+                     "so its question cannot be found")
+
+
+def llava_next_video_layout(forward_kwargs: dict, row: int, *, video_token_id: int, frame_tokens: int,
+                            text: PromptText) -> TokenLayout:
+    """Token groups of one row: ``<video>`` positions are the frames, ``frame_tokens`` each."""
+    ids = row_ids(forward_kwargs, row)
+    span = video_span(ids, video_token_id)
+    if span is None:
+        return text_only_layout(len(ids))
+    start, stop = span
+    frames, extra = divmod(stop - start, frame_tokens)
+    if extra:
+        raise ValueError(f"{stop - start} video tokens are not frames of {frame_tokens} tokens")
+    return layout_after_video(ids, start, [frame_tokens] * frames, assistant_prompt_start(ids, stop, text), text)
+
+
+def layout_for(model, tokenizer) -> LayoutFunction:
+    """The layout function of a loaded model: its token ids bound in."""
+    layout_args = dict(video_token_id=model.config.video_token_index, frame_tokens=tokens_per_frame(model.config),
+                       text=PromptText.of(tokenizer))
+    return lambda forward_kwargs, row: llava_next_video_layout(forward_kwargs, row, **layout_args)
