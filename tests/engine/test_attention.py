@@ -4,7 +4,7 @@ that the masks actually applied are the ones counted."""
 import pytest
 from family_cases import QUESTION, make_inputs
 import torch
-from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+from transformers import Qwen2_5_VLForConditionalGeneration
 
 from lmms_eval_flow.engine.families import apply_regime
 from lmms_eval_flow.engine.plan import causal_edges
@@ -14,19 +14,6 @@ REGIME_CASES = [("effective", {}), ("random", {}), ("staged", {}), ("staged", {"
                 ("temporal_exit", {}), ("temporal_exit", {"exit_by": "mask"})]
 
 
-@pytest.fixture(scope="module")
-def processor(tiny_model_dir):
-    return AutoProcessor.from_pretrained(tiny_model_dir, max_pixels=3136, min_pixels=3136)  # as lmms-eval loads it
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    return Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-
-
-@pytest.fixture(scope="module")
-def inputs(processor):
-    return make_inputs(processor, [QUESTION])
 
 
 def forward(model, processor, inputs, regime: Regime | None, backend: str = "auto"):

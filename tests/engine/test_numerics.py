@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from family_cases import make_inputs
 from test_attention import forward
-from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+from transformers import Qwen2_5_VLForConditionalGeneration
 from transformers.models.qwen2.configuration_qwen2 import Qwen2Config
 from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention
 
@@ -173,11 +173,6 @@ def _own_position_where_empty(allowed: torch.Tensor) -> torch.Tensor:
 # -- the perturbations on the tiny model ---------------------------------------------------
 PERTURBATIONS = ["reverse_frames", "reverse_positions", "shuffle_video_positions@10", "shuffle_question_positions@10",
                  "no_rope@5-28"]
-
-
-@pytest.fixture(scope="module")
-def processor(tiny_model_dir):
-    return AutoProcessor.from_pretrained(tiny_model_dir, max_pixels=3136, min_pixels=3136)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -6,7 +6,6 @@ import pytest
 import torch
 import transformers
 from family_cases import make_inputs
-from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 from lmms_eval_flow.engine.layout import TokenLayout
 from lmms_eval_flow.engine.families import apply_regime
@@ -20,17 +19,8 @@ QUESTION = "Which way does the red square move?\nA. left\nB. right\nC. up\nD. do
 
 
 @pytest.fixture(scope="module")
-def processor(tiny_model_dir):
-    return AutoProcessor.from_pretrained(tiny_model_dir, max_pixels=3136, min_pixels=3136)
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    return Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-
-
-@pytest.fixture(scope="module")
 def inputs(processor):
+    """One clip's inputs, its options on lines of their own."""
     return make_inputs(processor, [QUESTION])
 
 

@@ -1,7 +1,5 @@
 """LLaVA-NeXT-Video's token groups: a frame is one sampled frame's pooled tokens.
-
-The layout function of the family (see ``model_wrappers/llava_next_video_flow.py`` for how the groups are
-drawn and why), and ``layout_for``, which binds it to a loaded model's ids.
+Why the groups are drawn so: ``model_wrappers/llava_next_video_flow.py``.
 """
 
 from __future__ import annotations

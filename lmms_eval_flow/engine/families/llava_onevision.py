@@ -1,21 +1,12 @@
 """LLaVA-OneVision's token groups: a frame is one sampled frame's pooled tokens; the newline after the video is template.
-
-The layout function of the family (see ``model_wrappers/llava_onevision_flow.py`` for how the groups are
-drawn and why), and ``layout_for``, which binds it to a loaded model's ids.
+Why the groups are drawn so: ``model_wrappers/llava_onevision_flow.py``.
 """
 
 from __future__ import annotations
 
 import math
 
-from lmms_eval_flow.engine.family_layout import (
-    PromptText,
-    first_after,
-    layout_after_video,
-    row_ids,
-    text_only_layout,
-    video_span,
-)
+from lmms_eval_flow.engine.family_layout import PromptText, first_after, layout_after_video, row_ids, text_only_layout, video_span
 from lmms_eval_flow.engine.layout import TokenLayout
 from lmms_eval_flow.engine.session import LayoutFunction
 

@@ -1,7 +1,5 @@
 """Qwen2.5-VL's token groups: a frame is one temporal patch (two sampled frames).
-
-The layout function of the family (see ``model_wrappers/qwen2_5_vl_flow.py`` for how the groups are
-drawn and why), and ``layout_for``, which binds it to a loaded model's ids.
+Why the groups are drawn so: ``model_wrappers/qwen2_5_vl_flow.py``.
 """
 
 from __future__ import annotations

@@ -1,21 +1,12 @@
 """Qwen3-VL's token groups: a frame is one temporal patch with its timestamp and vision start/end.
-
-The layout function of the family (see ``model_wrappers/qwen3_vl_flow.py`` for how the groups are
-drawn and why), and ``layout_for``, which binds it to a loaded model's ids.
+Why the groups are drawn so: ``model_wrappers/qwen3_vl_flow.py``.
 """
 
 from __future__ import annotations
 
 import re
 
-from lmms_eval_flow.engine.family_layout import (
-    PromptText,
-    first_after,
-    layout_after_video,
-    row_ids,
-    runs_of,
-    text_only_layout,
-)
+from lmms_eval_flow.engine.family_layout import PromptText, first_after, layout_after_video, row_ids, runs_of, text_only_layout
 from lmms_eval_flow.engine.layout import TokenLayout
 from lmms_eval_flow.engine.regimes import Regime
 from lmms_eval_flow.engine.session import LayoutFunction
