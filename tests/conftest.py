@@ -13,6 +13,9 @@ os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="lmms_eval_flow_tests_hf_")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
+from family_cases import QUESTION, make_inputs  # noqa: E402
+from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration  # noqa: E402
 
 from lmms_eval_flow.harness import runner  # noqa: E402
 from lmms_eval_flow.engine.attention import BatchPlan  # noqa: E402
@@ -81,3 +84,20 @@ def applied_masks(monkeypatch) -> list[AppliedMask]:
 
     monkeypatch.setattr(BatchPlan, "attention_mask", spy)
     return calls
+
+
+# The tiny Qwen2.5-VL, its processor (as lmms-eval loads it) and one clip's inputs, for the tests
+# that drive the model directly (tests/engine).
+@pytest.fixture(scope="module")
+def processor(tiny_model_dir):
+    return AutoProcessor.from_pretrained(tiny_model_dir, max_pixels=3136, min_pixels=3136)  # as lmms-eval loads it
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def inputs(processor):
+    return make_inputs(processor, [QUESTION])
