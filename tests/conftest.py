@@ -17,13 +17,21 @@ import torch  # noqa: E402
 from family_cases import QUESTION, make_inputs  # noqa: E402
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration  # noqa: E402
 
-from lmms_eval_flow.harness import runner  # noqa: E402
+from lmms_eval_flow.harness import reply, runner  # noqa: E402
 from lmms_eval_flow.engine.attention import BatchPlan  # noqa: E402
 from lmms_eval_flow.engine.plan import causal_edges  # noqa: E402
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
 # Frames of 56x56 pixels: each temporal patch (2 frames) becomes 2x2 = 4 tokens.
 SMALL_VIDEO_ARGS = "device=cpu,device_map=cpu,max_pixels=3136,min_pixels=3136,max_num_frames=8"
+
+
+@pytest.fixture(autouse=True)
+def forget_loaded_flow_models(monkeypatch):
+    """A flow model loaded in a test marks the process as running one (reply.note_flow_model_loaded);
+    other tests score plain replies, so each test leaves that mark as it found it."""
+    monkeypatch.setattr(reply, "_flow_model_loaded", reply._flow_model_loaded)
+    monkeypatch.setattr(reply, "_edge_ledger", reply._edge_ledger)
 
 
 @pytest.fixture(scope="session")

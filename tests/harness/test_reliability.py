@@ -33,14 +33,6 @@ from lmms_eval_flow.scoring.task_utils import failed_samples, mean_of_scored, sc
 SMALL = {"device": "cpu", "device_map": "cpu", "max_pixels": 3136, "min_pixels": 3136, "max_num_frames": 8}
 
 
-@pytest.fixture(autouse=True)
-def forget_loaded_flow_models(monkeypatch):
-    """A flow model loaded here marks the process as running one (reply.note_flow_model_loaded);
-    other tests score plain replies, so each test leaves that mark as it found it."""
-    monkeypatch.setattr(reply_module, "_flow_model_loaded", reply_module._flow_model_loaded)
-    monkeypatch.setattr(reply_module, "_edge_ledger", reply_module._edge_ledger)
-
-
 # -- what is wrong with a video ------------------------------------------------------------
 @pytest.mark.parametrize("kind, problem", [
     ("good", None),
