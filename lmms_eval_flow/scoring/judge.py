@@ -1,4 +1,5 @@
-"""An optional LLM judge for open-ended answers, on an OpenAI-compatible endpoint.
+"""An optional LLM judge for open-ended answers, on an OpenAI-compatible endpoint, asked through
+lmms-eval's own judge client (``lmms_eval.llm_judge``: its retries and token-usage accounting).
 
 Open-ended tasks score offline by rules (``answers.exact_match`` and ``answers.token_f1``).
 A judge is used only when the user names one, with both variables:
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
+from functools import cache
 
 URL_VARIABLE = "LMMS_EVAL_FLOW_JUDGE_URL"
 MODEL_VARIABLE = "LMMS_EVAL_FLOW_JUDGE_MODEL"
@@ -41,35 +42,39 @@ def configured_model() -> str | None:
     return model or None
 
 
-def judge(question: str, answer: str, prediction: str, attempts: int = 3) -> tuple[bool, int]:
+def judge(question: str, answer: str, prediction: str) -> tuple[bool, int]:
     """The configured judge's verdict on ``prediction``: (correct, score 0-5)."""
-    import requests
+    from lmms_eval.llm_judge import Request
 
     model = configured_model()
     if model is None:
         raise RuntimeError(f"no LLM judge is configured (set {URL_VARIABLE} and {MODEL_VARIABLE})")
-    url = os.environ[URL_VARIABLE].rstrip("/") + "/chat/completions"
-    key = os.environ.get(KEY_VARIABLE)
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    payload = {
-        "model": model,
-        "temperature": 0,
-        "max_tokens": 64,
-        "messages": [
-            {"role": "system", "content": _INSTRUCTIONS},
-            {"role": "user", "content": f"Question: {question}\nCorrect answer: {answer}\nPredicted answer: {prediction}"},
-        ],
-    }
-    for attempt in range(attempts):
-        try:
-            response = requests.post(url, json=payload, headers=headers, timeout=60)
-            response.raise_for_status()
-            break
-        except requests.RequestException:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(2**attempt)
-    return parse_verdict(response.json()["choices"][0]["message"]["content"])
+    server = _server(os.environ[URL_VARIABLE], model, os.environ.get(KEY_VARIABLE) or "EMPTY")
+    asked = f"Question: {question}\nCorrect answer: {answer}\nPredicted answer: {prediction}"
+    return parse_verdict(server.evaluate(Request(messages=[{"role": "user", "content": asked}])).content)
+
+
+@cache
+def _server(url: str, model: str, key: str):
+    """lmms-eval's ``openai`` judge provider on the endpoint our variables name.
+
+    The provider reads its endpoint and key from ``OPENAI_API_URL`` and ``OPENAI_API_KEY`` when
+    built (and fails without a key); those also configure upstream's judges and lmms-eval's
+    ``openai`` model, so it is built from its base class and given a client on this endpoint
+    instead. A server without keys gets vLLM's placeholder ``EMPTY``: the client needs one.
+    Retries are the provider's (3, 2 s apart).
+    """
+    from lmms_eval.llm_judge import ServerConfig, ServerInterface
+    from lmms_eval.llm_judge.providers import OpenAIProvider
+    from openai import OpenAI
+
+    config = ServerConfig(model_name=model, temperature=0, max_tokens=64, timeout=60, num_retries=3, retry_delay=2,
+                          system_prompt=_INSTRUCTIONS)
+    server = OpenAIProvider.__new__(OpenAIProvider)
+    ServerInterface.__init__(server, config)
+    server.api_key, server.base_url, server.use_client = key, url, True
+    server.client = OpenAI(api_key=key, base_url=url, timeout=config.timeout, max_retries=0)
+    return server
 
 
 def parse_verdict(content: str) -> tuple[bool, int]:
