@@ -7,7 +7,7 @@ A judge is used only when the user names one, with both variables:
 - ``LMMS_EVAL_FLOW_JUDGE_URL``: the API's base URL, e.g. ``http://localhost:8000/v1``
   (``/chat/completions`` is appended), a vLLM or any OpenAI-compatible server;
 - ``LMMS_EVAL_FLOW_JUDGE_MODEL``: the model name to ask for;
-- ``LMMS_EVAL_FLOW_JUDGE_API_KEY`` (optional): sent as a bearer token.
+- ``LMMS_EVAL_FLOW_JUDGE_API_KEY`` (optional): sent as a bearer token (vLLM's ``EMPTY`` when unset).
 
 The judge sees the question, the reference answer and the model's answer, and replies with
 JSON ``{"correct": "yes"|"no", "score": 0-5}`` (the protocol of Video-ChatGPT's evaluation,
