@@ -7,14 +7,13 @@ its reason in ``failed_samples``; with ``strict=true`` the run stops at the firs
 results of an uninterrupted run, without answering any sample twice.
 """
 
-import json
 import signal
 import subprocess
-import time
 
 import pytest
 from bad_videos import BUDGET, DOCS, FAILED, TASK, build_task, failure_message
 from conftest import SMALL_VIDEO_ARGS
+from ledger_runs import ledger_records, start_until_answered
 
 from lmms_eval_flow.harness import runner
 
@@ -81,19 +80,13 @@ def test_strict_stops_at_the_first_bad_video_with_its_message(tiny_model_dir, ta
     assert not list(tmp_path.rglob("*_results.json"))
 
 
-def ledger_records(root) -> list[dict]:
-    return [json.loads(line) for path in root.glob("*/rank_*.jsonl") for line in path.read_text().splitlines() if line]
-
-
 def test_a_run_killed_mid_way_resumes_from_the_cache_without_answering_twice(tiny_model_dir, task, uninterrupted, tmp_path):
     ledger, cache = tmp_path / "ledger", tmp_path / "cache"
     arguments = model_args(tiny_model_dir, edge_ledger=ledger)
     command, env = runner.lmms_eval_command("qwen2_5_vl_flow", arguments, TASK, task[0], tmp_path / "killed",
                                             "--use_cache", str(cache))
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_until_answered(command, env, ledger)
     try:
-        while not ledger_records(ledger) and process.poll() is None:
-            time.sleep(0.1)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == -signal.SIGTERM
     finally:

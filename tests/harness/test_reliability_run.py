@@ -10,11 +10,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 
 import pytest
 import torch
 from bad_videos import BUDGET, DOCS, FAILED, FIXTURE, TASK, build_task
+from ledger_runs import ledger_records, start_until_answered
 
 from lmms_eval_flow.harness import runner
 
@@ -59,10 +59,6 @@ def stopped(run: subprocess.CompletedProcess, out) -> str:
     assert len(said) == 1, log
     assert not list(out.rglob("*_results.json")) and not list(out.rglob("*.jsonl"))
     return said[0].removeprefix(PREFIX)
-
-
-def ledger_records(root) -> list[dict]:
-    return [json.loads(line) for path in root.glob("*/rank_*.jsonl") for line in path.read_text().splitlines() if line]
 
 
 def test_a_bad_model_argument_stops_the_run(tiny_model_dir, task, tmp_path):
@@ -126,10 +122,8 @@ def test_a_second_run_on_the_same_edge_ledger_is_refused(tiny_model_dir, task, t
     arguments = model_args(tiny_model_dir, edge_ledger=ledger)
     command, env = runner.lmms_eval_command("qwen2_5_vl_flow", arguments, TASK, task[0], tmp_path / "first",
                                             "--use_cache", str(cache))
-    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = start_until_answered(command, env, ledger)
     try:
-        while not ledger_records(ledger) and first.poll() is None:
-            time.sleep(0.1)
         assert first.poll() is None, "the first run ended before it answered"
         first.send_signal(signal.SIGSTOP)  # it holds the ledger and answers nothing more until SIGCONT
         second = lmms_eval(task[0], tmp_path / "second", arguments, "--use_cache", str(cache))
