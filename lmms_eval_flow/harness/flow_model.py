@@ -52,6 +52,7 @@ from lmms_eval_flow.engine import families
 from lmms_eval_flow.engine.regimes import PARAMETERS, Regime, build_regime
 from lmms_eval_flow.harness.ledger import LedgerError
 from lmms_eval_flow.harness.reply import FlowReply, note_flow_model_loaded
+from lmms_eval_flow.harness.results_files import install_results_check
 from lmms_eval_flow.harness.run_errors import REPEATED_ERRORS, ConfigurationError, RepeatedGenerationError, RunStopped, fix_for
 from lmms_eval_flow.harness.sample_checks import MIN_FRAMES, SampleFailure, check_sample, describe, failure_message
 from lmms_eval_flow.engine.session import BACKENDS, RegimeSession
@@ -235,7 +236,8 @@ class FlowModel:
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
         """How lmms-eval builds a model from ``--model_args``: the run options are taken out and
         checked before any weights load, the family's wrapper gets the rest (as lmms-eval's own
-        ``create_from_arg_string`` gives them), and the arguments name the run's edge ledger.
+        ``create_from_arg_string`` gives them), the arguments name the run's edge ledger, and
+        lmms-eval's results files will be checked once it writes them (``results_files``).
 
         This is lmms-eval's way in: a model that cannot be built from ``--model_args`` stops the
         run (``ConfigurationError``), since lmms-eval's CLI would log the error and exit 0."""
@@ -252,6 +254,7 @@ class FlowModel:
         rank = int(os.environ.get("RANK", model.rank))  # the global rank, as lmms-eval's evaluator reads it
         model.ledger = EdgeLedger.for_model(cls.__name__, everything, options.edge_ledger, rank)
         note_flow_model_loaded(model.ledger)
+        install_results_check()
         return model
 
     def start_regime(self, session: RegimeSession) -> None:

@@ -15,13 +15,18 @@ It ends the process, not one run: under ``lmms-eval --config`` the runs listed a
 start. In a multi-process run (``accelerate launch``) the process that stops exits 1 and the
 launcher ends the others and exits non-zero.
 
-What this cannot catch: lmms-eval writing its own results files (a full disk leaves 0-byte
-files and an INFO line); that happens after the last flow code of the run has returned.
+lmms-eval's writing of its own results files, after the last flow code of a run has returned,
+logs any error and goes on (a full disk leaves 0-byte files). Once a flow model or task has
+loaded, lmms-eval's results tracker checks what it saved (``results_files``): a results JSON
+missing, empty or not JSON, or a samples file short of one JSON line per sample, stops the run
+(``ResultsNotWritten``). What this cannot catch: errors of lmms-eval before any flow code runs
+(an unknown ``--tasks``), which it logs before exiting 0.
 
 What raises one: bad ``--model_args`` (``ConfigurationError``), ``strict=true`` at a failed
 sample, an edge ledger that cannot be written or is in use by another run, a wrapper whose
 prompts and answers do not pair (flow_model), the same generation error on several samples in a
-row (``RepeatedGenerationError``), and a task whose every sample failed (``NothingRan``).
+row (``RepeatedGenerationError``), a task whose every sample failed (``NothingRan``), and results
+files lmms-eval did not write (``ResultsNotWritten``).
 """
 
 from __future__ import annotations
@@ -49,6 +54,10 @@ class RepeatedGenerationError(RunStopped):
 
 class NothingRan(RunStopped):
     """Every sample of a task failed: its accuracy would be a 0.0 that measured nothing."""
+
+
+class ResultsNotWritten(RunStopped):
+    """lmms-eval saved the run's results or samples, and the file is not what it saved (``results_files``)."""
 
 
 # How many samples in a row may fail generation with the same error before the run stops.
