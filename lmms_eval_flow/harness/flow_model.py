@@ -54,7 +54,8 @@ from lmms_eval_flow.harness.ledger import LedgerError
 from lmms_eval_flow.harness.reply import FlowReply, note_flow_model_loaded
 from lmms_eval_flow.harness.results_files import install_results_check
 from lmms_eval_flow.harness.run_errors import REPEATED_ERRORS, ConfigurationError, RepeatedGenerationError, RunStopped, fix_for
-from lmms_eval_flow.harness.sample_checks import MIN_FRAMES, SampleFailure, check_sample, describe, failure_message
+from lmms_eval_flow.harness.sample_checks import (MIN_FRAMES, DocProblem, SampleFailure, check_sample, describe,
+                                                  failure_message, problem_of)
 from lmms_eval_flow.engine.session import BACKENDS, RegimeSession
 
 # Model arguments of the run rather than of the model, taken out by ``create_from_arg_string``.
@@ -356,13 +357,17 @@ class FlowModel:
 
     def _tracked(self, request: Instance, index: int) -> Instance:
         """The request with its ``doc_to_messages`` wrapped: note the prompt being built and
-        refuse a sample whose video cannot run."""
+        refuse a sample whose doc was found invalid when its task loaded or whose video cannot run.
+        An invalid doc's prompt is its problem as text, with no video, for lmms-eval's own wrappers
+        to answer; a flow model fails it unbuilt, with the reason a prompt that raised would give."""
         context, doc_to_messages, gen_kwargs, doc_id, task, split = request.args
 
         def messages(doc, **kwargs):
             attempt = self._attempt
             attempt.built.append(index)
             try:
+                if problem_of(doc):  # its prompt would be the problem as text: never run it
+                    raise DocProblem(problem_of(doc))
                 built = doc_to_messages(doc, **kwargs)
             except Exception as error:  # e.g. a benchmark's video lookup naming the paths it tried
                 reason = f"its prompt could not be built ({describe(error)})"

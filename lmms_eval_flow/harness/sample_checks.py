@@ -4,6 +4,9 @@ A benchmark run lasts hours; a missing, empty or corrupt video, a clip too short
 without a video or a video over the token budget must cost that sample, not the run. The checks
 here open each video the way lmms-eval's Qwen wrappers probe it (decord) and turn every problem
 into a ``SampleFailure`` whose message names the task, the doc and the file.
+
+A doc's own fields are checked earlier, when its task loads (``scoring.task_utils``): the reason
+a doc is invalid travels with it in its ``PROBLEM`` column, where the flow model reads it too.
 """
 
 from __future__ import annotations
@@ -16,6 +19,16 @@ from lmms_eval.protocol import ChatMessages
 # frames, floored to an even number and at least 2 (one temporal patch on Qwen), and a video needs
 # two frames for any cross-frame rule to mean something.
 MIN_FRAMES = 2
+PROBLEM = "flow_problem"  # the column a task adds to its docs when it loads: why a doc is invalid, or None
+
+
+class DocProblem(ValueError):
+    """What is wrong with one doc: a field missing, null, of the wrong type or out of range."""
+
+
+def problem_of(doc: dict | None) -> str | None:
+    """Why the doc was found invalid when its task loaded, or None."""
+    return (doc or {}).get(PROBLEM)
 
 
 class SampleFailure(Exception):

@@ -49,14 +49,10 @@ from loguru import logger
 
 from lmms_eval_flow.harness.reply import failure_of, flow_metrics
 from lmms_eval_flow.harness.run_errors import RunStopped, check_some_ran
+from lmms_eval_flow.harness.sample_checks import PROBLEM, DocProblem, problem_of
 
 DATA_DIR_VARIABLE = "LMMS_EVAL_FLOW_DATA_DIR"
-PROBLEM = "flow_problem"  # the column prepare_docs adds: why a doc is invalid, or None
 TEXT_SUFFIXES = {".json", ".jsonl", ".csv", ".tsv", ".txt", ".md", ".yaml", ".yml"}
-
-
-class DocProblem(ValueError):
-    """What is wrong with one doc: a field missing, null, of the wrong type or out of range."""
 
 
 class UnreadableData(RunStopped):
@@ -344,11 +340,6 @@ def one_of(doc: dict, name: str, valid) -> None:
     if doc.get(name) not in valid:
         value = f"= {doc[name]!r} is" if name in doc else "is missing,"
         raise DocProblem(f"field {name!r} {value} not one of {list(valid)}")
-
-
-def problem_of(doc: dict | None) -> str | None:
-    """Why the doc was found invalid when the task loaded, or None."""
-    return (doc or {}).get(PROBLEM)
 
 
 def refuse_invalid(doc: dict) -> None:
