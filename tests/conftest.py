@@ -30,8 +30,8 @@ SMALL_VIDEO_ARGS = "device=cpu,device_map=cpu,max_pixels=3136,min_pixels=3136,ma
 def forget_loaded_flow_models(monkeypatch):
     """A flow model loaded in a test marks the process as running one (reply.note_flow_model_loaded);
     other tests score plain replies, so each test leaves that mark as it found it."""
-    monkeypatch.setattr(reply, "_flow_model_loaded", reply._flow_model_loaded)
-    monkeypatch.setattr(reply, "_edge_ledger", reply._edge_ledger)
+    for name, value in list(vars(reply.loaded_flow_model).items()):
+        monkeypatch.setattr(reply.loaded_flow_model, name, value)
 
 
 @pytest.fixture(scope="session")

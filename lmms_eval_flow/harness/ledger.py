@@ -29,6 +29,7 @@ the same file, so it is refused (``LedgerInUse``) with the ledger and its holder
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -36,6 +37,7 @@ import socket
 import sys
 import threading
 import time
+from contextvars import ContextVar
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -106,20 +108,41 @@ def cacheable(gen_kwargs: dict) -> bool:
     return is_deterministic("generate_until", gen_kwargs)
 
 
-def asked_by_response_cache() -> bool:
-    """Whether lmms-eval's response cache (``--use_cache``) is the caller of this generation.
+class ResponseCacheCalls:
+    """Which generations lmms-eval's response cache (``--use_cache``) asks for: the one reach-in
+    into it.
 
-    lmms-eval tells a model nothing about its cache; with ``--use_cache`` its evaluator calls
-    ``ResponseCache.execute``, which calls the model's ``generate_until`` with the requests it
-    has no reply for. So the call stack says whether the run asked for resuming.
+    lmms-eval tells a model nothing about its cache: with ``--use_cache`` its evaluator calls
+    ``ResponseCache.execute``, which calls the model's ``generate_until`` with the requests it has
+    no reply for. So ``execute`` is wrapped, once per process and for every cache, to mark the
+    calls made inside it (in a context variable: a call from another thread is not marked).
+    tests/harness/test_lmms_eval_contract.py fails if the evaluator stops generating through it.
     """
-    execute = ResponseCache.execute.__code__
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code is execute:
-            return True
-        frame = frame.f_back
-    return False
+
+    inside_execute = ContextVar("inside lmms-eval's ResponseCache.execute", default=False)
+
+    @classmethod
+    def watch(cls) -> None:
+        """Wrap ``ResponseCache.execute`` so that what it calls sees ``inside_execute`` set."""
+        execute = ResponseCache.execute
+
+        @functools.wraps(execute)
+        def marked_execute(*args, **kwargs):
+            inside = cls.inside_execute.set(True)
+            try:
+                return execute(*args, **kwargs)
+            finally:
+                cls.inside_execute.reset(inside)
+
+        ResponseCache.execute = marked_execute
+
+
+ResponseCacheCalls.watch()
+
+
+def asked_by_response_cache() -> bool:
+    """Whether lmms-eval's response cache is the caller of this generation: the run asked for resuming."""
+    return ResponseCacheCalls.inside_execute.get()
 
 
 def scoring_task() -> str:
@@ -127,8 +150,8 @@ def scoring_task() -> str:
 
     ``process_results`` receives only the doc and the replies. lmms-eval's evaluator records the
     task it is scoring, for its LLM judges, in ``usage_metrics._CURRENT_TASK_CONTEXT`` (set by
-    ``set_task_context`` before each task's scoring, cleared after); tests/test_resume.py fails
-    if lmms-eval stops doing so.
+    ``set_task_context`` before each task's scoring, cleared after): the one reach-in into it.
+    tests/harness/test_lmms_eval_contract.py fails if lmms-eval stops doing so.
     """
     from lmms_eval.models.model_utils import usage_metrics
 

@@ -6,9 +6,10 @@ trip over transformers 5.23 in three places:
 
 - ``huggingface`` picks the model's auto class by testing ``config.model_type in
   AutoModelForCausalLM._model_mapping.keys()``; those keys are config classes now, so it always
-  falls back to ``AutoModel``, the model without its LM head, which cannot generate.
-  ``loading_with_lm_head`` points that fallback at ``AutoModelForImageTextToText`` while the
-  wrapper loads.
+  falls back to ``AutoModel``, the model without its LM head, which cannot generate. The
+  wrapper's ``__init__`` loads and sets up everything in one go, with no hook for the class, so
+  ``loading_with_lm_head`` points the module's name ``AutoModel`` at ``AutoModelForImageTextToText``
+  while the wrapper loads: the one reach-in into that module.
 - Both hand the processor video files by path, which transformers decodes only with torchcodec
   (a system FFmpeg library behind it), not with the PyAV this project installs.
 - Both pass ``images=[]`` for a doc without images (LLaVA-OneVision's image processor reads
@@ -24,7 +25,6 @@ flow model on ``huggingface`` with those fixes, for the families lmms-eval has n
 from __future__ import annotations
 
 from contextlib import contextmanager
-from unittest import mock
 
 from lmms_eval.models.chat import huggingface
 from transformers import AutoModelForImageTextToText
@@ -35,9 +35,15 @@ from lmms_eval_flow.harness.flow_model import FlowModel, lmms_eval_arguments
 
 @contextmanager
 def loading_with_lm_head():
-    """While ``huggingface.Huggingface.__init__`` runs: its fallback class is the one with the LM head."""
-    with mock.patch.object(huggingface, "AutoModel", AutoModelForImageTextToText):
+    """While ``huggingface.Huggingface.__init__`` runs: the name its fallback loads through,
+    ``huggingface.AutoModel``, holds the class with the LM head (restored after, however it ends).
+    tests/harness/test_lmms_eval_contract.py fails if lmms-eval stops loading through that name."""
+    fallback = huggingface.AutoModel
+    huggingface.AutoModel = AutoModelForImageTextToText
+    try:
         yield
+    finally:
+        huggingface.AutoModel = fallback
 
 
 class LmmsEvalProcessor:

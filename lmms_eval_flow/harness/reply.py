@@ -10,6 +10,12 @@ carries the reason instead (``failure``), reported by the tasks as ``failed_samp
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lmms_eval_flow.harness.ledger import EdgeLedger
+
 
 class FlowReply(str):
     """Reply text plus the attention edges its prefill used (summed over layers), or, for a
@@ -43,16 +49,24 @@ class FlowReply(str):
         return self.edges / self.full_edges if self.full_edges else 0.0
 
 
-# Set when a flow model is loaded in this process: from then on every reply must carry its counts,
-# or be found in the model's edge ledger (a reply lmms-eval's response cache served as text).
-_flow_model_loaded = False
-_edge_ledger = None
+@dataclass
+class LoadedFlowModel:
+    """What this process must remember of its flow model for the scorer: lmms-eval hands
+    ``process_results`` only the doc and the reply text, so once a flow model is loaded every reply
+    must carry its edge counts, or find them in its ``edge_ledger`` (a reply that lmms-eval's
+    response cache served as plain text). ``loaded_flow_model`` is the process's one instance."""
+
+    loaded: bool = False
+    edge_ledger: EdgeLedger | None = None
 
 
-def note_flow_model_loaded(edge_ledger=None) -> None:
-    global _flow_model_loaded, _edge_ledger
-    _flow_model_loaded = True
-    _edge_ledger = edge_ledger or _edge_ledger
+loaded_flow_model = LoadedFlowModel()
+
+
+def note_flow_model_loaded(edge_ledger: EdgeLedger | None = None) -> None:
+    """A flow model is loaded in this process (with its edge ledger, when given; an earlier one is kept otherwise)."""
+    loaded_flow_model.loaded = True
+    loaded_flow_model.edge_ledger = edge_ledger or loaded_flow_model.edge_ledger
 
 
 def attention_metrics(reply: str, doc: dict | None = None) -> dict[str, float | None]:
@@ -70,12 +84,12 @@ def attention_metrics(reply: str, doc: dict | None = None) -> dict[str, float | 
         if reply.failure is not None:
             return {"attention_edges": None, "attention_kept": None}
         return {"attention_edges": reply.edges, "attention_kept": reply.kept}
-    if not _flow_model_loaded:
+    if not loaded_flow_model.loaded:
         return {}
-    if _edge_ledger is not None and doc is not None:
+    if loaded_flow_model.edge_ledger is not None and doc is not None:
         from lmms_eval_flow.harness.ledger import doc_key, scoring_task
 
-        edges, full_edges = _edge_ledger.edges_for(scoring_task(), doc_key(doc), str(reply))
+        edges, full_edges = loaded_flow_model.edge_ledger.edges_for(scoring_task(), doc_key(doc), str(reply))
         return {"attention_edges": edges, "attention_kept": edges / full_edges if full_edges else 0.0}
     raise ValueError(
         f"reply {str(reply)[:60]!r} reached the scorer without its attention-edge counts: something between "

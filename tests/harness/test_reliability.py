@@ -21,12 +21,11 @@ from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import Qwen2_5_VLFlow
 from PIL import Image
 
 from lmms_eval_flow.harness import ledger as ledger_module
-from lmms_eval_flow.harness import reply as reply_module
 from lmms_eval_flow.atomic import atomic_write_bytes, atomic_write_text
 from lmms_eval_flow.harness.flow_model import FailedSampleError, LedgerError, RunOptions
 from lmms_eval_flow.harness.run_errors import ConfigurationError, NothingRan, RepeatedGenerationError, check_some_ran
 from lmms_eval_flow.harness.ledger import EdgeLedger, asked_by_response_cache, doc_key, fingerprint, scoring_task
-from lmms_eval_flow.harness.reply import FlowReply, attention_metrics
+from lmms_eval_flow.harness.reply import FlowReply, attention_metrics, note_flow_model_loaded
 from lmms_eval_flow.harness.sample_checks import check_sample, frames_to_sample, video_problem
 from lmms_eval_flow.scoring.task_utils import failed_samples, mean_of_scored, score, video_messages
 
@@ -169,12 +168,11 @@ def test_the_model_knows_when_lmms_eval_response_cache_asks(tmp_path):
     assert _Echo.asked is False
 
 
-def test_plain_replies_of_a_flow_model_take_their_edges_from_the_ledger(tmp_path, monkeypatch):
+def test_plain_replies_of_a_flow_model_take_their_edges_from_the_ledger(tmp_path):
     doc = {"question": "Why?", "video": "/v/1.mp4"}
     ledger = EdgeLedger(tmp_path)
     ledger.append("flow_x", 7, doc_key(doc), "r", "B", 30, 120)
-    monkeypatch.setattr(reply_module, "_flow_model_loaded", True)
-    monkeypatch.setattr(reply_module, "_edge_ledger", ledger)
+    note_flow_model_loaded(ledger)  # as a flow model does; the autouse fixture forgets it after the test
     with pytest.raises(RuntimeError, match=r"outside lmms-eval's scoring phase"):
         attention_metrics("B", doc)
     set_task_context("flow_x")  # as lmms-eval's evaluator does before a task's process_results
