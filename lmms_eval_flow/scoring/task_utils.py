@@ -29,9 +29,10 @@ A local folder's annotation files must be readable UTF-8 text (or a binary forma
 not stops the run naming the file and why, before anything is generated. Each doc is checked by
 its benchmark's ``check_doc`` in ``process_docs`` (``Benchmark.prepare_docs``): a field missing
 or null, an answer that is not one of the options, a video path that leaves the data folder.
-A bad doc is kept, with its reason in the ``flow_problem`` column: building its prompt raises
-that reason (a flow model records it as a failed sample), and it is scored as wrong and counted
-in ``failed_samples`` by every model, so no reply to it is ever scored as a real answer.
+A bad doc is kept, with its reason in the ``flow_problem`` column (``sample_checks.PROBLEM``): its
+prompt is that reason as text, with no video (``video_task``), which lmms-eval's own wrappers answer
+and a flow model fails unrun; every model's reply to it is scored as wrong and counted in
+``failed_samples``, so no reply to it is ever scored as a real answer and it never ends the run.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from functools import cache, wraps
+from functools import cache
 from pathlib import Path
 
 from loguru import logger
@@ -342,22 +343,6 @@ def one_of(doc: dict, name: str, valid) -> None:
         raise DocProblem(f"field {name!r} {value} not one of {list(valid)}")
 
 
-def refuse_invalid(doc: dict) -> None:
-    """Raise the doc's load-time problem where its prompt is built (``doc_to_visual``), so that a
-    flow model fails that sample alone and no model is shown a doc with a bad field."""
-    if problem_of(doc):
-        raise DocProblem(problem_of(doc))
-
-
-def unless_invalid(function):
-    """For ``doc_to_text`` and ``doc_to_target``, which lmms-eval calls on docs at load and when
-    logging samples: an invalid doc gets its problem as the text instead of a crash on a bad field."""
-    @wraps(function)
-    def checked(doc: dict, *args, **kwargs):
-        return f"(invalid doc: {problem_of(doc)})" if problem_of(doc) else function(doc, *args, **kwargs)
-    return checked
-
-
 def lettered(options: list[str]) -> dict[str, str]:
     """Options keyed by letter, in order: {"A": ..., "B": ...}."""
     return {chr(ord("A") + index): text for index, text in enumerate(options)}
@@ -386,6 +371,11 @@ def video_messages(video: str, text: str, start: float | None = None, end: float
     if end is not None:
         content["end_time"] = float(end)
     return [{"role": "user", "content": [content, {"type": "text", "text": text}]}]
+
+
+def text_messages(text: str) -> list[dict]:
+    """One user turn of text alone: an invalid doc's, which no model is shown a video for."""
+    return [{"role": "user", "content": [{"type": "text", "text": text}]}]
 
 
 def metric_name(category) -> str:

@@ -12,64 +12,39 @@ Metrics: ``exact_match`` (normalised; yes/no answers read with the yes/no parser
 
 from __future__ import annotations
 
+from lmms_eval_flow.harness.reply import failure_of, flow_metrics
 from lmms_eval_flow.scoring import judge
 from lmms_eval_flow.scoring.answers import exact_match, strip_reasoning, token_f1
-from lmms_eval_flow.harness.reply import failure_of, flow_metrics
-from lmms_eval_flow.scoring.task_utils import (
-    PROBLEM,
-    Benchmark,
-    inside_data,
-    problem_of,
-    prompt,
-    refuse_invalid,
-    require,
-    unless_invalid,
-    video_messages,
-)
+from lmms_eval_flow.scoring.task_utils import PROBLEM, Benchmark, problem_of, prompt
+from lmms_eval_flow.scoring.video_task import VideoTask
 
-BENCHMARK = Benchmark(
-    name="activitynetqa",
-    hub_path="lmms-eval/ActivityNetQA",
-    cache_dir="activitynetqa",
-    published_sizes={("default", "test"): ("flow_activitynetqa", 8000)},
-)
-DATASET_PATH = BENCHMARK.dataset_path()
-DATASET_KWARGS = BENCHMARK.dataset_kwargs()
 JUDGE_MODEL = judge.configured_model()  # recorded in the results' task metadata
-EXTENSIONS = ("mp4", "webm", "mkv")
-
-
-def check_doc(doc: dict) -> None:
-    """Every field the task reads, checked when it loads (see ``task_utils.prepare_docs``)."""
-    require(doc, video_name=str, question=str, answer=str)
-    inside_data(f"all_test/v_{doc['video_name']}.mp4")
-
-
-def process_docs(dataset):
-    return BENCHMARK.prepare_docs(dataset, check_doc)
-
-
-@unless_invalid
-def doc_to_target(doc: dict) -> str:
-    return doc["answer"]
-
-
-def doc_to_visual(doc: dict) -> list[str]:
-    refuse_invalid(doc)
-    return [BENCHMARK.video(*(f"all_test/v_{doc['video_name']}.{ext}" for ext in EXTENSIONS))]
 
 
 def question(doc: dict) -> str:
     return doc["question"].strip().capitalize().rstrip("?") + "?"
 
 
-@unless_invalid
-def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
-    return prompt(lmms_eval_specific_kwargs, question(doc))
+class ActivityNetQA(VideoTask):
+    """The question as the prompt, the answer as the key."""
+
+    def text(self, doc: dict, lmms_eval_specific_kwargs: dict | None) -> str:
+        return prompt(lmms_eval_specific_kwargs, question(doc))
+
+    def target(self, doc: dict) -> str:
+        return doc["answer"]
 
 
-def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
-    return video_messages(doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
+TASK = ActivityNetQA(
+    benchmark=Benchmark(name="activitynetqa", hub_path="lmms-eval/ActivityNetQA", cache_dir="activitynetqa",
+                        published_sizes={("default", "test"): ("flow_activitynetqa", 8000)}),
+    required={"video_name": str, "question": str, "answer": str},
+    videos=tuple(f"all_test/v_{{video_name}}.{extension}" for extension in ("mp4", "webm", "mkv")),
+)
+DATASET_PATH, DATASET_KWARGS = TASK.benchmark.dataset_path(), TASK.benchmark.dataset_kwargs()
+check_doc, process_docs, doc_to_visual = TASK.check_doc, TASK.process_docs, TASK.doc_to_visual
+doc_to_text, doc_to_messages = TASK.doc_to_text, TASK.doc_to_messages
+doc_to_target = TASK.doc_to_target
 
 
 def process_results(doc: dict, results: list[str]) -> dict:

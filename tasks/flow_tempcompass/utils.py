@@ -27,32 +27,15 @@ from lmms_eval_flow.scoring.answers import parse_choice, parse_yes_no
 from lmms_eval_flow.scoring.task_utils import (
     Benchmark,
     DocProblem,
-    inside_data,
     mean_of_scored,  # noqa: F401 (the YAML's per-aspect aggregation)
     one_of,
     options_block,
     problem_of,
     prompt,
-    refuse_invalid,
-    require,
     score,
-    unless_invalid,
-    video_messages,
 )
+from lmms_eval_flow.scoring.video_task import VideoTask
 
-BENCHMARK = Benchmark(
-    name="tempcompass",
-    hub_path="lmms-eval/TempCompass",
-    cache_dir="tempcompass",
-    published_sizes={
-        ("multi-choice", "test"): ("flow_tempcompass_multi_choice", 1580),
-        ("yes_no", "test"): ("flow_tempcompass_yes_no", 2453),
-        ("caption_matching", "test"): ("flow_tempcompass_caption_matching", 1503),
-        ("captioning", "test"): ("flow_tempcompass_captioning", 2004),
-    },
-)
-DATASET_PATH = BENCHMARK.dataset_path()
-DATASET_KWARGS = BENCHMARK.dataset_kwargs()
 ASPECTS = ("action", "speed", "direction", "order", "attribute_change")
 
 # "A. text", " D. text", "C.text" (multi-choice); "Caption A: text", "Option 1: text" (caption matching).
@@ -104,48 +87,48 @@ def options(doc: dict) -> dict[str, str]:
     raise ValueError(f"TempCompass format {fmt!r} has no options")
 
 
-def video(doc: dict) -> str:
-    return f"videos/{doc['video_id']}.mp4"
+class TempCompass(VideoTask):
+    """The format's prompt and key; the answer checked against the options the question lists."""
+
+    def check_content(self, doc: dict) -> None:
+        one_of(doc, "dim", ASPECTS)
+        if doc["flow_config"] == "yes_no":
+            one_of(doc, "answer", ("yes", "no"))
+        elif _answer_key(doc["answer"]) not in options(doc):
+            raise DocProblem(f"field 'answer' = {doc['answer']!r} is not one of the options {list(options(doc))}")
+
+    def text(self, doc: dict, lmms_eval_specific_kwargs: dict | None) -> str:
+        kwargs = dict(lmms_eval_specific_kwargs or {})
+        post_prompts = kwargs.get("post_prompt") or {}
+        kwargs["post_prompt"] = post_prompts.get(doc["flow_config"], "") if isinstance(post_prompts, dict) else post_prompts
+        if doc["flow_config"] != "captioning":
+            return prompt(kwargs, doc["question"])
+        shown = {key: "; ".join(f"{name}: {value}" for name, value in info.items()) for key, info in _information(doc).items()}
+        return prompt(kwargs, f"Which of these descriptions is consistent with the video?\n{options_block(shown)}")
+
+    def target(self, doc: dict) -> str:
+        return doc["answer"] if doc["flow_config"] == "yes_no" else _answer_key(doc["answer"])
 
 
-def check_doc(doc: dict) -> None:
-    """Every field the task reads, checked when it loads (see ``task_utils.prepare_docs``)."""
-    require(doc, video_id=(str, int), question=str, answer=str)
-    one_of(doc, "dim", ASPECTS)
-    if doc["flow_config"] == "yes_no":
-        one_of(doc, "answer", ("yes", "no"))
-    elif _answer_key(doc["answer"]) not in options(doc):
-        raise DocProblem(f"field 'answer' = {doc['answer']!r} is not one of the options {list(options(doc))}")
-    inside_data(video(doc))
-
-
-def process_docs(dataset):
-    return BENCHMARK.prepare_docs(dataset, check_doc)
-
-
-@unless_invalid
-def doc_to_target(doc: dict) -> str:
-    return doc["answer"] if doc["flow_config"] == "yes_no" else _answer_key(doc["answer"])
-
-
-def doc_to_visual(doc: dict) -> list[str]:
-    refuse_invalid(doc)
-    return [BENCHMARK.video(video(doc))]
-
-
-@unless_invalid
-def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
-    kwargs = dict(lmms_eval_specific_kwargs or {})
-    post_prompts = kwargs.get("post_prompt") or {}
-    kwargs["post_prompt"] = post_prompts.get(doc["flow_config"], "") if isinstance(post_prompts, dict) else post_prompts
-    if doc["flow_config"] != "captioning":
-        return prompt(kwargs, doc["question"])
-    shown = {key: "; ".join(f"{name}: {value}" for name, value in info.items()) for key, info in _information(doc).items()}
-    return prompt(kwargs, f"Which of these descriptions is consistent with the video?\n{options_block(shown)}")
-
-
-def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
-    return video_messages(doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
+TASK = TempCompass(
+    benchmark=Benchmark(
+        name="tempcompass",
+        hub_path="lmms-eval/TempCompass",
+        cache_dir="tempcompass",
+        published_sizes={
+            ("multi-choice", "test"): ("flow_tempcompass_multi_choice", 1580),
+            ("yes_no", "test"): ("flow_tempcompass_yes_no", 2453),
+            ("caption_matching", "test"): ("flow_tempcompass_caption_matching", 1503),
+            ("captioning", "test"): ("flow_tempcompass_captioning", 2004),
+        },
+    ),
+    required={"video_id": (str, int), "question": str, "answer": str},
+    videos=("videos/{video_id}.mp4",),
+)
+DATASET_PATH, DATASET_KWARGS = TASK.benchmark.dataset_path(), TASK.benchmark.dataset_kwargs()
+check_doc, process_docs, doc_to_visual = TASK.check_doc, TASK.process_docs, TASK.doc_to_visual
+doc_to_text, doc_to_messages = TASK.doc_to_text, TASK.doc_to_messages
+doc_to_target = TASK.doc_to_target
 
 
 def process_results(doc: dict, results: list[str]) -> dict:

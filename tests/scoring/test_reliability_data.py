@@ -3,7 +3,8 @@
 - a fixed annotation, or another copy of the folder, is what gets scored (no stale cache);
 - an answer index outside the options, a null or missing field, a video path that leaves the
   data folder: each doc fails alone when the task loads, named, counted in ``failed_samples``
-  and scored wrong, under ``flow_replay`` and under a flow model that generates the other docs;
+  and scored wrong, under ``flow_replay``, under a flow model that generates the other docs and
+  under lmms-eval's own Qwen2.5-VL wrapper, which answers its prompt (the problem as text);
 - an annotation file that is not UTF-8 stops the run before anything runs, naming the file.
 """
 
@@ -18,6 +19,8 @@ from conftest import SMALL_VIDEO_ARGS, TASKS_DIR
 from task_fixtures import FIXTURES
 
 from lmms_eval_flow.harness import runner
+from lmms_eval_flow.scoring.answers import parse_choice
+from lmms_eval_flow.scoring.task_utils import lettered
 from lmms_eval_flow.toy.clips import render_clip
 
 TASK = "flow_tomato"
@@ -170,6 +173,27 @@ def test_a_flow_model_generates_the_good_docs_and_fails_bad_docs_and_paths_out_o
         assert samples[doc_id]["accuracy"] == 0.0 and samples[doc_id]["attention_edges"] is None
     for doc_id in (0, 3, 4):  # generated through the model, with their edges
         assert samples[doc_id]["failed_samples"] is None and samples[doc_id]["attention_edges"] > 0
+
+
+def test_lmms_evals_own_wrapper_answers_the_good_docs_and_a_bad_doc_fails_alone(tmp_path, tiny_model_dir):
+    """Under a model without attention regimes a bad doc used to end the run (exit 0, no results):
+    its prompt raised in lmms-eval's wrapper. Now its prompt is its problem as text, with no video."""
+    folder = tomato_copy(tmp_path / "data", edited(d1=BAD[1][0]), videos=True)  # answer -1
+    code, log, out = lmms_eval(tmp_path, folder.parent, "stock", "qwen2_5_vl", f"pretrained={tiny_model_dir},{SMALL_VIDEO_ARGS}",
+                               "--gen_kwargs", "max_new_tokens=2")
+    assert code == 0, log[-3000:]
+    results, samples = runner.read_results(out, TASK, code, log)
+    samples = sorted(samples[TASK], key=lambda s: s["doc_id"])
+    problem = reason(1, BAD[1][1])
+    assert [s["doc_id"] for s in samples] == list(range(len(DOCS)))
+    assert results["results"][TASK]["failed_samples,none"] == {"count": 1, "reasons": [problem]}
+    assert samples[1]["failed_samples"] == problem and samples[1]["accuracy"] == 0.0
+    assert samples[1]["target"] == f"(invalid doc: {problem})"
+    for sample in samples[:1] + samples[2:]:  # answered and scored on their own key
+        assert sample["failed_samples"] is None and isinstance(sample["filtered_resps"], str)
+        assert sample["target"] == RIGHT[sample["doc_id"]]
+        picked = parse_choice(sample["filtered_resps"], lettered(DOCS[sample["doc_id"]]["options"]))
+        assert sample["accuracy"] == float(picked == sample["target"])
 
 
 # -- 4. an annotation file that cannot be read -------------------------------------------------

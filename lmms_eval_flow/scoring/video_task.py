@@ -1,0 +1,182 @@
+"""A flow video task's hooks, declared once: each task's ``utils.py`` says only what differs.
+
+Every flow benchmark task has one shape: one video per doc under the benchmark's data folder
+(``task_utils.Benchmark``), the docs checked when the task loads, a chat turn of the video then
+the prompt, a score per doc. ``VideoTask`` holds that shape and takes what differs as data: the
+benchmark, the fields every doc has, where its video is and, where docs give one, the fields of a
+clip window. ``MultipleChoiceTask`` adds how the options and the answer are read and an optional
+category scored on its own; it is the whole of TOMATO, TVBench, NExT-QA and LongVideoBench. The
+open-ended and mixed-format tasks subclass ``VideoTask`` with their own prompt and key.
+
+A task's ``utils.py`` declares ``TASK = MultipleChoiceTask(...)`` and names the bound methods its
+YAML references (``doc_to_text = TASK.doc_to_text``): lmms-eval's ``!function utils.name`` reads a
+module attribute, and it inspects a hook's parameters, which a bound method shows without ``self``.
+
+A doc found invalid when the task loaded (``sample_checks.problem_of``) never becomes a video
+question: its text is "(invalid doc: <problem>)", it has no visuals and its chat turn is that text
+alone. Any model can run it, lmms-eval's own wrappers included, without a crash on a bad field that
+would end the run; its reply is scored as wrong and counted in ``failed_samples``
+(``task_utils.score``), and a flow model fails it unrun.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lmms_eval_flow.harness.sample_checks import DocProblem, problem_of
+from lmms_eval_flow.scoring.answers import parse_choice
+from lmms_eval_flow.scoring.task_utils import (
+    Benchmark,
+    inside_data,
+    lettered,
+    one_of,
+    option_index,
+    options_block,
+    prompt,
+    require,
+    score,
+    text_messages,
+    video_messages,
+)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True, repr=False)
+class VideoTask(ABC):
+    """The hooks of a task with one video per doc; a subclass says how a valid doc's prompt and key
+    read (``text``, ``target``) and what to check beyond the required fields (``check_content``).
+
+    Compared and hashed by identity (``eq=False``): lmms-eval keeps the bound hooks in its task
+    config, and a bound method hashes its instance, whose dict fields do not hash. ``repr=False``
+    leaves every subclass the short ``__repr__`` below.
+    """
+
+    benchmark: Benchmark
+    required: dict[str, type | tuple[type, ...]]  # every doc's fields and their kinds, checked in this order
+    # Where a doc's video may be, relative to the data folder, the first found read: templates of the
+    # doc's fields and its ``flow_config``, "NExTVideo/{video}.mp4".
+    videos: tuple[str, ...]
+    window: tuple[str, str] | None = None  # the fields of a clip's (start, end) seconds, in docs that give them
+
+    def __repr__(self) -> str:
+        """Short: lmms-eval writes the hooks (``<bound method ... of {repr}>``) into the results JSON."""
+        return f"{type(self).__name__}({self.benchmark.name})"
+
+    def check_content(self, doc: dict) -> None:
+        """What to check of a doc beyond its required fields' presence and kinds (its answer, say)."""
+
+    @abstractmethod
+    def text(self, doc: dict, lmms_eval_specific_kwargs: dict | None) -> str:
+        """A valid doc's prompt."""
+
+    @abstractmethod
+    def target(self, doc: dict) -> str:
+        """A valid doc's key."""
+
+    def check_doc(self, doc: dict) -> None:
+        """Every field the task reads, checked when it loads (``Benchmark.prepare_docs``); the first
+        bad one raises ``DocProblem``."""
+        require(doc, **self.required)
+        self.check_content(doc)
+        for name in self.window or ():
+            if doc.get(name) is not None:
+                require(doc, **{name: (int, float)})
+        for path in self.video_paths(doc):
+            inside_data(path)
+
+    def process_docs(self, dataset):
+        return self.benchmark.prepare_docs(dataset, self.check_doc)
+
+    def video_paths(self, doc: dict) -> tuple[str, ...]:
+        return tuple(template.format(**doc) for template in self.videos)
+
+    def clip(self, doc: dict) -> tuple[float | None, float | None]:
+        """The (start, end) seconds the clip is cut to, or (None, None) for the whole video."""
+        start, end = (doc.get(name) for name in self.window) if self.window else (None, None)
+        if start is None or end is None:
+            return None, None
+        return float(start), float(end)
+
+    def doc_to_visual(self, doc: dict) -> list[str]:
+        return [] if problem_of(doc) else [self.benchmark.video(*self.video_paths(doc))]
+
+    def doc_to_text(self, doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+        """Also called by lmms-eval on every doc when the task loads and when it logs samples."""
+        problem = problem_of(doc)
+        return f"(invalid doc: {problem})" if problem else self.text(doc, lmms_eval_specific_kwargs)
+
+    def doc_to_target(self, doc: dict) -> str:
+        problem = problem_of(doc)
+        return f"(invalid doc: {problem})" if problem else self.target(doc)
+
+    def doc_to_messages(self, doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
+        """The video, cut to the doc's window (lmms-eval's chat protocol hands it to the video
+        reader), then the prompt; an invalid doc's text alone."""
+        if problem_of(doc):
+            return text_messages(self.doc_to_text(doc))
+        video, text = self.doc_to_visual(doc)[0], self.doc_to_text(doc, lmms_eval_specific_kwargs)
+        return video_messages(video, text, *self.clip(doc))
+
+
+@dataclass(frozen=True)
+class Category:
+    """A doc field each of whose values has an accuracy of its own, ``accuracy_<name>``."""
+
+    field: str
+    values: tuple  # the values a doc may have, checked when it loads
+    names: tuple | None = None  # each value's name in the metrics, in the same order; by default the value
+
+    @property
+    def metric_names(self) -> tuple:
+        return self.names or self.values
+
+    def name_of(self, doc: dict):
+        return self.metric_names[self.values.index(doc[self.field])]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True, repr=False)
+class MultipleChoiceTask(VideoTask):
+    """A question shown with its options lettered A, B, ...; the key is the right option's letter,
+    read out of the reply by ``parse_choice``. ``process_results`` scores ``accuracy`` and, with a
+    ``category``, the accuracy of each of its values."""
+
+    options: Callable[[dict], list]  # the doc's option texts in order; DocProblem when they are malformed
+    answer: str  # the field naming the right option: its index, or its text where ``answer_is_text``
+    answer_is_text: bool = False
+    category: Category | None = None
+    strip_question: bool = False  # the question is shown without the white space around it
+
+    def check_content(self, doc: dict) -> None:
+        self.answer_index(doc, self.options(doc))
+        if self.category:
+            one_of(doc, self.category.field, self.category.values)
+
+    def answer_index(self, doc: dict, options: list) -> int:
+        """The right option's place; an index out of range, or a text that is not exactly one
+        option, is a ``DocProblem`` naming the valid ones."""
+        if not self.answer_is_text:
+            return option_index(doc, self.answer, options)
+        matches = [index for index, text in enumerate(options) if text == doc[self.answer]]
+        if len(matches) != 1:
+            raise DocProblem(f"field {self.answer!r} = {doc[self.answer]!r} is not exactly one of the candidates "
+                             f"{list(options)}")
+        return matches[0]
+
+    def lettered_options(self, doc: dict) -> dict[str, str]:
+        return lettered(list(self.options(doc)))
+
+    def text(self, doc: dict, lmms_eval_specific_kwargs: dict | None) -> str:
+        question = doc["question"].strip() if self.strip_question else doc["question"]
+        return prompt(lmms_eval_specific_kwargs, f"{question}\n{options_block(self.lettered_options(doc))}")
+
+    def target(self, doc: dict) -> str:
+        return list(self.lettered_options(doc))[self.answer_index(doc, self.options(doc))]
+
+    def process_results(self, doc: dict, results: list[str]) -> dict:
+        reply = results[0]
+        categories = self.category.metric_names if self.category else ()
+        if problem_of(doc):
+            return score(False, reply, categories=categories, doc=doc)
+        correct = parse_choice(reply, self.lettered_options(doc)) == self.target(doc)
+        return score(correct, reply, self.category.name_of(doc) if self.category else None, categories, doc=doc)
