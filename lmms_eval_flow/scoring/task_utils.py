@@ -49,6 +49,7 @@ from pathlib import Path
 from loguru import logger
 
 from lmms_eval_flow.harness.reply import failure_of, flow_metrics
+from lmms_eval_flow.harness.results_files import install_results_check
 from lmms_eval_flow.harness.run_errors import RunStopped, check_some_ran
 from lmms_eval_flow.harness.sample_checks import PROBLEM, DocProblem, problem_of
 
@@ -135,6 +136,7 @@ class Benchmark:
         ``DocProblem`` for a bad doc; its reason (naming the doc, its file and the field) goes
         into the ``flow_problem`` column, so the doc fails alone when it is run and scored.
         """
+        install_results_check()  # a run on a flow task, with any model, exits 1 if its results were not written
         config, split = dataset.config_name or "default", str(dataset.split)
         problems = [self._problem(check, doc, config, split, index) for index, doc in enumerate(dataset)]
         bad = [problem for problem in problems if problem]

@@ -16,6 +16,7 @@ import subprocess
 
 import pytest
 from conftest import SMALL_VIDEO_ARGS, TASKS_DIR
+from lmms_eval.utils import sanitize_model_name
 from task_fixtures import FIXTURES
 
 from lmms_eval_flow.harness import runner
@@ -213,3 +214,18 @@ def test_an_annotation_file_that_is_not_utf8_stops_the_run_naming_the_file(tmp_p
                                  "save it as UTF-8")
     assert code == 1
     assert not list(out.rglob("*_results.json")) and not list(out.rglob("*_samples_*.jsonl"))
+
+
+def test_results_lmms_evals_own_wrapper_could_not_write_stop_a_run_on_a_flow_task(tmp_path, tiny_model_dir):
+    """The results check is installed when a flow task loads, so it holds under lmms-eval's own
+    wrappers too: a plain file where lmms-eval makes the model's results folder, and the run
+    exits 1 naming it, where lmms-eval alone would log the error and exit 0."""
+    folder = tomato_copy(tmp_path / "data", videos=True)
+    blocked = tmp_path / "stock" / sanitize_model_name(str(tiny_model_dir))
+    blocked.parent.mkdir()
+    blocked.write_text("")
+    code, log, out = lmms_eval(tmp_path, folder.parent, "stock", "qwen2_5_vl", f"pretrained={tiny_model_dir},{SMALL_VIDEO_ARGS}",
+                               "--gen_kwargs", "max_new_tokens=2", "--limit", "1")
+    assert code == 1, log[-3000:]
+    assert f"lmms-eval-flow stopped the run: ResultsNotWritten: lmms-eval did not write the run's results: {blocked}/" in log
+    assert blocked.read_text() == "" and not list(out.rglob("*_results.json"))
