@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -63,9 +64,16 @@ class LedgerInUse(LedgerError):
     """Another run holds the ledger: two runs with the same arguments would answer the same docs twice."""
 
 
-# The ledger files this process holds, by lock path: a process holds each for its lifetime (the
-# runs of one lmms-eval --config list follow one another in one process and share them).
-_held: dict[Path, FileLock] = {}
+@dataclass
+class HeldLedgerFiles:
+    """The ledger files this process holds, by lock path: a process holds each for its lifetime (the
+    runs of one lmms-eval --config list follow one another in one process and share them), so its
+    second ``hold`` of a file is no second run. ``held_ledger_files`` is the process's one instance."""
+
+    locks: dict[Path, FileLock] = field(default_factory=dict)
+
+
+held_ledger_files = HeldLedgerFiles()
 
 
 def default_root() -> Path:
@@ -184,7 +192,7 @@ class EdgeLedger:
         """Hold this process's ledger file until the process ends, or stop the run: a ledger
         that cannot be written, or that another run is answering into."""
         lock_path = self.directory / f"{self.path.stem}.lock"
-        if lock_path in _held:
+        if lock_path in held_ledger_files.locks:
             return
         holder_path = self.directory / f"{self.path.stem}.holder.json"
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -193,7 +201,7 @@ class EdgeLedger:
             self.directory.mkdir(parents=True, exist_ok=True)
             lock = FileLock(lock_path, thread_local=False)
             lock.acquire(timeout=0)
-            _held[lock_path] = lock
+            held_ledger_files.locks[lock_path] = lock
             atomic_write_text(holder_path, json.dumps(holder) + "\n")
         except Timeout:
             raise LedgerInUse(f"the edge ledger {self.path} is in use by another run ({_holder(holder_path)}): "

@@ -327,7 +327,7 @@ def test_a_task_whose_every_sample_failed_has_no_accuracy():
 
 
 def test_an_edge_ledger_is_answered_into_by_one_process_at_a_time(tmp_path, monkeypatch):
-    monkeypatch.setattr(ledger_module, "_held", {})  # released when the test ends
+    monkeypatch.setattr(ledger_module.held_ledger_files, "locks", {})  # released when the test ends
     EdgeLedger(tmp_path, rank=0).hold()
     EdgeLedger(tmp_path, rank=0).hold()  # this process holds it already
     holder = json.loads((tmp_path / "rank_0.holder.json").read_text())
