@@ -103,17 +103,39 @@ def test_masks_held_are_bounded_by_distinct_rule_sets_not_layers(model, processo
     assert len(applied_masks) == 28 and max(call.masks_held for call in applied_masks) <= bound
 
 
-@pytest.mark.parametrize("name, params", REGIME_CASES)
+# random's blocked pairs are drawn pair by pair, so they have no group structure; temporal exit by
+# drop masks no layer before its exit and runs the later ones on a shorter sequence. Both run as
+# masked calls even when the blocks backend is asked for.
+NEVER_DECOMPOSED = [("random", {}), ("temporal_exit", {})]
+
+
+@pytest.mark.parametrize("name, params", [case for case in REGIME_CASES if case not in NEVER_DECOMPOSED])
 @torch.no_grad()
-def test_group_decomposed_attention_equals_the_dense_mask(model, processor, inputs, name, params):
+def test_group_decomposed_attention_equals_the_dense_mask(model, processor, inputs, applied_masks, decomposed_layers,
+                                                          name, params):
     regime = build_regime(name, 28, **params)
-    blocks, _ = forward(model, processor, inputs, regime, backend="blocks")
     dense, _ = forward(model, processor, inputs, regime, backend="dense")
+    masked_layers = [call.layer for call in applied_masks if call.mask is not None]
+    assert masked_layers and not decomposed_layers
+    blocks, _ = forward(model, processor, inputs, regime, backend="blocks")
+    assert decomposed_layers == masked_layers  # every layer the dense run masked ran decomposed
     torch.testing.assert_close(blocks, dense, rtol=0, atol=2e-5)
+    decomposed_layers.clear()
     with apply_regime(model, processor.tokenizer, regime, "blocks"):
         from_blocks = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    assert decomposed_layers == masked_layers  # the prefill; each generated token is one masked row
     with apply_regime(model, processor.tokenizer, regime, "dense"):
         assert torch.equal(from_blocks, model.generate(**inputs, max_new_tokens=6, do_sample=False))
+
+
+@pytest.mark.parametrize("name, params", NEVER_DECOMPOSED)
+@torch.no_grad()
+def test_regimes_without_group_structure_run_masked_under_the_blocks_backend(model, processor, inputs,
+                                                                             decomposed_layers, name, params):
+    regime = build_regime(name, 28, **params)
+    blocks, _ = forward(model, processor, inputs, regime, backend="blocks")
+    assert not decomposed_layers
+    assert torch.equal(blocks, forward(model, processor, inputs, regime, backend="dense")[0])
 
 
 @torch.no_grad()

@@ -111,10 +111,13 @@ def test_applied_masks_count_what_the_plan_counts(case, applied_masks, name, par
 
 @pytest.mark.parametrize("name", ["effective", "staged"])
 @torch.no_grad()
-def test_group_decomposed_attention_equals_the_dense_mask(case, name):
+def test_group_decomposed_attention_equals_the_dense_mask(case, applied_masks, decomposed_layers, name):
     regime = build_regime(name, case.depth)
-    blocks, _ = case.forward(regime, backend="blocks")
     dense, _ = case.forward(regime, backend="dense")
+    masked_layers = [call.layer for call in applied_masks if call.mask is not None]
+    assert masked_layers and not decomposed_layers
+    blocks, _ = case.forward(regime, backend="blocks")
+    assert decomposed_layers == masked_layers  # every layer the dense run masked ran decomposed
     torch.testing.assert_close(blocks, dense, rtol=0, atol=2e-5)
 
 
