@@ -100,16 +100,23 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
 
 
 def cmd_regress(args: argparse.Namespace) -> None:
-    from lmms_eval_flow.reporting.regress import FAILING, regress, to_text
+    from lmms_eval_flow.reporting.regress import PASSING, regress, to_text
 
-    table, passed = regress(args.baseline, args.current, args.tolerance, args.z)
+    table, passed = regress(args.baseline, args.current, args.alpha, args.exact)
     print(to_text(table))
-    failed = table[table["status"].isin(FAILING)]
     if passed:
         print(f"\nno regression against {args.baseline} ({len(table)} rows)")
         return
-    print(f"\n{len(failed)} of {len(table)} rows REGRESSED, MISSING or NOT SCORED against {args.baseline}")
+    failing = table[~table["status"].isin(PASSING)]
+    print(f"\n{len(failing)} of {len(table)} rows fail the gate against {args.baseline}: "
+          f"{', '.join(sorted(set(', '.join(failing['status']).split(', '))))}")
     raise SystemExit(1)
+
+
+def cmd_baseline(args: argparse.Namespace) -> None:
+    from lmms_eval_flow.reporting.regress import write_baseline
+
+    print(f"written: {', '.join(map(str, write_baseline(args.current, args.output)))}")
 
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -233,13 +240,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="mark a row whose share of failed samples exceeds this (default 0.05)")
     board.set_defaults(run=cmd_leaderboard)
 
-    gate = commands.add_parser("regress", help="exit 1 when an accuracy dropped below a baseline leaderboard's")
-    gate.add_argument("--baseline", required=True, help="a leaderboard CSV, e.g. results/baselines/flow_temporal_toy.csv")
-    gate.add_argument("--current", nargs="+", required=True, help="results JSONs, or folders searched for *_results.json")
-    gate.add_argument("--tolerance", type=float, default=0.02, help="absolute drop always allowed (default 0.02)")
-    gate.add_argument("--z", type=float, default=3.0,
-                      help="standard errors of the difference always allowed, given both sample counts (default 3)")
+    gate = commands.add_parser("regress", help="exit 1 when results differ from a baseline's beyond chance, doc by doc")
+    gate.add_argument("--baseline", required=True, help="a baseline CSV (lmms-eval-flow baseline), e.g. "
+                      "results/baselines/flow_temporal_toy.csv, with its .docs.csv beside it")
+    gate.add_argument("--current", nargs="+", required=True, help="results JSONs, or folders searched for *_results.json "
+                      "(run with --log_samples: each doc's outcome is read from the samples files)")
+    gate.add_argument("--alpha", type=float, default=0.01,
+                      help="a row fails when the paired test on its changed docs gives p below this (default 0.01)")
+    gate.add_argument("--exact", action="store_true",
+                      help="also fail on any changed reply (for deterministic runs, as CI's CPU demo)")
     gate.set_defaults(run=cmd_regress)
+
+    base = commands.add_parser("baseline", help="write a baseline for regress: the leaderboard rows and each doc's outcome")
+    base.add_argument("--current", nargs="+", required=True, help="results JSONs, or folders searched for *_results.json")
+    base.add_argument("--output", required=True, help="the baseline CSV to write; NAME.docs.csv is written beside it")
+    base.set_defaults(run=cmd_baseline)
     return parser
 
 

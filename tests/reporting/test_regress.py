@@ -1,104 +1,161 @@
-"""The accuracy gate on the committed demo results: it passes them, catches a planted
-regression, tolerates a small-sample wobble and fails on a missing row."""
+"""The regression gate on the committed demo results, doc by doc: it passes them unchanged (also
+with --exact), and catches what a broken regime does: blocking nothing (a rise), blocking too
+much (a drop), an edge count off by one, a flipped doc under --exact, a doc gone."""
 
 import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from lmms_eval_flow.cli import main
+from lmms_eval_flow.reporting.doc_outcomes import samples_file
 from lmms_eval_flow.reporting.leaderboard import results_files
-from lmms_eval_flow.reporting.regress import compare, difference_stderr, read_baseline, regress
+from lmms_eval_flow.reporting.regress import docs_path, paired_p_value, regress
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results" / "flow_temporal_toy"
 BASELINE = ROOT / "results" / "baselines" / "flow_temporal_toy.csv"
+TASK = "flow_temporal_toy"
 
 
 def _copy_results(tmp_path: Path) -> Path:
     return Path(shutil.copytree(RESULTS, tmp_path / "current", ignore=shutil.ignore_patterns("leaderboard*")))
 
 
-def _edit(results_dir: Path, regime: str, accuracy_change: float, samples: int | None = None) -> str:
-    """Change the accuracy (and optionally the sample count) of one regime's results file (the
-    demo writes each run under a folder named after it: ``staged/``, ``staged_query_last_frame-none/``)."""
-    for path in results_files([results_dir]):
-        data = json.loads(path.read_text())
-        if path.relative_to(results_dir).parts[0] == regime:
-            (task, metrics), = data["results"].items()
-            metrics["accuracy,none"] = round(metrics["accuracy,none"] + accuracy_change, 6)
-            if samples is not None:
-                data["n-samples"][task]["effective"] = samples
-            path.write_text(json.dumps(data))
-            return task
-    raise AssertionError(f"no results for regime={regime}")
+def _run_of(results_dir: Path, regime: str) -> Path:
+    """The results JSON of one run of the demo (each under a folder named after it: ``staged/``)."""
+    (path,) = [path for path in results_files([results_dir]) if path.relative_to(results_dir).parts[0] == regime]
+    return path
 
 
-def _gate(capsys, *current: Path, baseline: Path = BASELINE) -> tuple[int, str]:
+def _edit_docs(results_dir: Path, regime: str, edit) -> list[dict]:
+    """Rewrite one run's samples with ``edit(samples)`` and its aggregates to match, as a run whose
+    docs came out so would have written them."""
+    results = _run_of(results_dir, regime)
+    path = samples_file(results, TASK)
+    samples = [json.loads(line) for line in path.read_text().splitlines()]
+    edit(samples)
+    path.write_text("".join(json.dumps(sample) + "\n" for sample in samples))
+    data = json.loads(results.read_text())
+    metrics = data["results"][TASK]
+    metrics["accuracy,none"] = sum(sample["accuracy"] for sample in samples) / len(samples)
+    metrics["attention_edges,none"] = sum(sample["attention_edges"] for sample in samples) / len(samples)
+    results.write_text(json.dumps(data))
+    return samples
+
+
+def _flip(samples: list[dict], to: float, count: int) -> list[int]:
+    """Turn ``count`` docs scored otherwise into ``to`` (1.0 right, 0.0 wrong), replies with them."""
+    flipped = [sample for sample in samples if sample["accuracy"] != to][:count]
+    for sample in flipped:
+        sample["accuracy"] = to
+        sample["filtered_resps"] = sample["target"] if to else "Z"
+    return [sample["doc_id"] for sample in flipped]
+
+
+def _gate(capsys, *current: Path, flags=(), baseline: Path = BASELINE) -> tuple[int, str]:
     with pytest.raises(SystemExit) as exit_info:
-        main(["regress", "--baseline", str(baseline), "--current", *map(str, current)])
+        main(["regress", "--baseline", str(baseline), "--current", *map(str, current), *flags])
         raise SystemExit(0)
     return exit_info.value.code, capsys.readouterr().out
 
 
-def test_the_committed_results_pass_their_baseline(capsys):
-    code, out = _gate(capsys, RESULTS)
+def _status(current: Path, regime: str, **options) -> pd.Series:
+    table, _ = regress(BASELINE, [current], **options)
+    return table[table["regime"].str.split(" ").str[0] == regime].iloc[0]
+
+
+@pytest.mark.parametrize("flags", [(), ("--exact",)])
+def test_the_committed_results_pass_their_baseline(capsys, flags):
+    code, out = _gate(capsys, RESULTS, flags=flags)
     assert code == 0, out
-    assert "REGRESSED" not in out and "no regression" in out
+    assert "no regression" in out and "(6 rows)" in out
 
 
-def test_a_planted_regression_fails_the_gate_and_is_named(tmp_path, capsys):
+def test_the_committed_baseline_is_what_the_baseline_command_writes(tmp_path, capsys):
+    written = tmp_path / "flow_temporal_toy.csv"
+    main(["baseline", "--current", str(RESULTS), "--output", str(written)])
+    assert written.read_text() == BASELINE.read_text()
+    assert docs_path(written).read_text() == docs_path(BASELINE).read_text()
+    assert len(pd.read_csv(docs_path(written))) == 6 * 250  # every doc of every row
+
+
+def test_a_regime_that_blocks_nothing_is_caught_as_a_rise_with_other_edges(tmp_path, capsys):
+    """``effective`` scoring what ``full`` scores, with full's edges: what a rule set that blocks
+    nothing gives. A drop-only gate passed it as "improved"."""
     current = _copy_results(tmp_path)
-    _edit(current, "effective", -0.2)
+    full = [json.loads(line) for line in samples_file(_run_of(current, "full"), TASK).read_text().splitlines()]
+    _edit_docs(current, "effective", lambda samples: samples.__setitem__(slice(None), full))
     code, out = _gate(capsys, current)
     assert code == 1
-    (line,) = [line for line in out.splitlines() if line.rstrip().endswith("REGRESSED")]
-    assert "effective" in line and "-0.200" in line
+    row = _status(current, "effective")
+    assert row["status"] == "ROSE, EDGES CHANGED" and row["docs_edges_changed"] == 250
+    assert row["docs_better"] > 100 and row["p_value"] < 1e-10
+    assert "1 of 6 rows fail the gate" in out and "ROSE" in out
 
 
-def test_a_wobble_of_a_few_docs_passes(tmp_path, capsys):
+def test_a_rise_alone_fails(tmp_path):
     current = _copy_results(tmp_path)
-    _edit(current, "staged", -3 / 250)
-    code, out = _gate(capsys, current)
-    assert code == 0, out
+    _edit_docs(current, "effective", lambda samples: _flip(samples, 1.0, 20))
+    row = _status(current, "effective")
+    assert (row["status"], row["docs_better"], row["docs_worse"]) == ("ROSE", 20, 0)
+    assert row["p_value"] == pytest.approx(2 * 0.5 ** 20)
 
 
-def test_the_allowed_drop_grows_as_the_sample_count_shrinks(tmp_path):
-    baseline = read_baseline(BASELINE)
-    row = baseline[baseline["regime"] == "full"].iloc[0]
-    for samples, expected in [(250, "REGRESSED"), (20, "ok")]:
-        current = baseline.copy()
-        current.loc[current["regime"] == "full", "score"] = row["score"] - 0.1
-        current.loc[current["regime"] == "full", "samples"] = samples
-        base = baseline.copy()
-        base.loc[base["regime"] == "full", "samples"] = samples
-        status = compare(base, current).set_index("regime").loc["full", "status"]
-        assert status == expected, (samples, status)
-
-
-def test_a_missing_row_fails_the_gate(tmp_path, capsys):
+def test_a_regime_that_blocks_too_much_is_caught_as_a_drop(tmp_path):
     current = _copy_results(tmp_path)
-    full_run = next(path for path in results_files([current]) if "regime=full," in path.read_text())
-    full_run.unlink()
+    flipped = []
+    _edit_docs(current, "full", lambda samples: flipped.extend(_flip(samples, 0.0, 8)))
+    row = _status(current, "full")
+    assert (row["status"], row["docs_better"], row["docs_worse"]) == ("REGRESSED", 0, 8)
+    assert row["flipped"] == " ".join(f"-{doc}" for doc in flipped)
+    assert row["change"] == pytest.approx(-8 / 250)
+
+
+def test_an_edge_count_off_by_one_is_caught(tmp_path):
+    current = _copy_results(tmp_path)
+    _edit_docs(current, "staged", lambda samples: samples[7].update(attention_edges=samples[7]["attention_edges"] + 1))
+    row = _status(current, "staged")
+    assert (row["status"], row["docs_edges_changed"], row["change"]) == ("EDGES CHANGED", 1, 0)
+
+
+def test_one_flipped_doc_is_chance_unless_exact(tmp_path):
+    """On a GPU, a doc may flip between runs; on the deterministic CPU demo (``--exact``) it may not."""
+    current = _copy_results(tmp_path)
+    flipped = []
+    _edit_docs(current, "temporal_exit", lambda samples: flipped.extend(_flip(samples, 1.0, 1)))
+    loose = _status(current, "temporal_exit")
+    assert (loose["status"], loose["docs_better"], loose["p_value"], loose["flipped"]) == ("ok", 1, 1.0, f"+{flipped[0]}")
+    exact = _status(current, "temporal_exit", exact=True)
+    assert (exact["status"], exact["docs_replies_changed"]) == ("REPLIES CHANGED", 1)
+
+
+def test_a_doc_gone_and_a_run_gone_fail_the_gate(tmp_path, capsys):
+    current = _copy_results(tmp_path)
+    _edit_docs(current, "random", lambda samples: samples.pop(3))
+    _run_of(current, "full").unlink()
     code, out = _gate(capsys, current)
     assert code == 1
-    assert "MISSING" in out
+    assert _status(current, "random")["status"] == "DOCS DIFFER (1 only in the baseline, 0 only now)"
+    assert _status(current, "full")["status"] == "MISSING"
 
 
-def test_scores_that_are_not_proportions_are_refused():
-    baseline = read_baseline(BASELINE)
-    current = baseline.assign(score=baseline["score"] * 100)
-    with pytest.raises(ValueError, match="not a proportion"):
-        compare(baseline, current)
+def test_results_without_their_samples_are_refused_naming_the_file(tmp_path):
+    current = _copy_results(tmp_path)
+    missing = samples_file(_run_of(current, "random"), TASK)
+    missing.unlink()
+    with pytest.raises(ValueError, match=f"{missing} is missing: .* run lmms-eval with --log_samples"):
+        regress(BASELINE, [current])
 
 
-def test_the_standard_error_of_a_difference():
-    # p = 0.5 on 100 docs each side: sqrt(2 * 0.25 / 100), with the +1/+1 smoothing leaving 0.5 at 0.5.
-    assert difference_stderr(0.5, 100, 0.5, 100) == pytest.approx((2 * 0.25 / 100) ** 0.5)
-    assert difference_stderr(1.0, 50, 1.0, 50) > 0  # a perfect score still has noise
+def test_a_baseline_without_its_doc_outcomes_is_refused(tmp_path):
+    alone = Path(shutil.copy(BASELINE, tmp_path / "alone.csv"))
+    with pytest.raises(ValueError, match=f"has no per-doc outcomes \\({tmp_path / 'alone.docs.csv'}\\)"):
+        regress(alone, [RESULTS])
 
 
-def test_regress_function_reports_every_baseline_row():
-    table, passed = regress(BASELINE, [RESULTS])
-    assert passed and len(table) == len(read_baseline(BASELINE))
+@pytest.mark.parametrize("rose, fell, p_value", [(0, 0, 1.0), (3, 3, 1.0), (0, 6, 2 / 64), (1, 0, 1.0)])
+def test_the_paired_test_is_the_exact_two_sided_sign_test(rose, fell, p_value):
+    assert paired_p_value(rose, fell) == pytest.approx(p_value)

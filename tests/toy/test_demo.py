@@ -30,7 +30,7 @@ def test_demo_passes_the_accuracy_gate(tmp_path):
     assert {path.name for path in tmp_path.glob("leaderboard*")} >= {"leaderboard.md", "leaderboard.csv",
                                                                      "leaderboard.html"}
 
-    gate = subprocess.run([*CLI, "regress", "--baseline", str(BASELINE), "--current", str(tmp_path)],
+    gate = subprocess.run([*CLI, "regress", "--baseline", str(BASELINE), "--current", str(tmp_path), "--exact"],
                           capture_output=True, text=True)
     assert gate.returncode == 0, gate.stdout + gate.stderr[-3000:]
 
