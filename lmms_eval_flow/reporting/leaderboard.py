@@ -11,8 +11,9 @@ failed has no accuracy, never 0.0) or that more than ``max_failed_share`` of its
 (they count as wrong answers). A value lmms-eval could not compute (stderr ``"N/A"`` on one doc)
 is left empty. A file that is not a results JSON is refused by name before anything is written.
 
-``write_leaderboard`` writes both as Markdown and CSV, and a self-contained HTML page (tables
-plus a plot of score against the kept share of attention edges, embedded as a PNG).
+``write_leaderboard`` writes both as Markdown and CSV, and a self-contained HTML page (sortable
+tables plus a plot of score against the kept share of attention edges, embedded as a PNG), each
+naming its results files relative to the folder it is written to.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
 import json
 import math
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from lmms_eval.utils import simple_parse_args_string
@@ -30,11 +34,16 @@ from lmms_eval.utils import simple_parse_args_string
 from lmms_eval_flow.atomic import atomic_write_text
 from lmms_eval_flow.engine.regimes import PARAMETERS
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 COLUMNS = ["checkpoint", "model", "regime", "task", "metric", "score", "stderr", "delta_vs_full", "samples",
            "failed", "attention_edges", "attention_kept", "note", "source"]
 KEY = ["checkpoint", "task", "regime"]  # one row per key; the regression gate matches rows on it
 COUNTS = ["samples", "failed"]
 DEFAULT_MAX_FAILED_SHARE = 0.05  # failed samples score as wrong: beyond 5% the score says more about the data
+# The plot's (marker, fill) per regime: 22 regimes before two look alike.
+MARKERS = [(marker, fill) for fill in ["full", "none"] for marker in "osD^vPX*hp<"]
 
 
 def _regime_label(model_args: dict) -> str:
@@ -200,33 +209,77 @@ def to_markdown(table: pd.DataFrame) -> str:
     return f"{shown}\n\nScore per category:\n\n{per_category.to_markdown(index=False, floatfmt='.3f')}"
 
 
-def plot_png(table: pd.DataFrame) -> bytes:
-    """Score against the kept share of attention edges, one series per checkpoint and task.
+def plot_figure(table: pd.DataFrame) -> Figure:
+    """Score against the kept share of attention edges: a colour per checkpoint and task, a marker
+    per regime, named in a legend below the axes, since text beside each point collides where two
+    regimes keep nearly the same edges (``full`` and staged's stage 2) or two checkpoints share one.
 
     A row without edge counts (an upstream model, running plain attention) is drawn at 1.
     """
-    import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(8, 5), dpi=110)
-    for (checkpoint, task), rows in table[table["score"].notna()].groupby(["checkpoint", "task"], sort=False):
-        kept = rows["attention_kept"].astype(float).fillna(1.0)
-        axes.errorbar(kept, rows["score"], yerr=rows["stderr"].astype(float).fillna(0.0), fmt="o", capsize=3,
-                      label=f"{checkpoint} / {task}")
-        for x, y, regime in zip(kept, rows["score"], rows["regime"]):
-            axes.annotate(regime, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    figure = Figure(figsize=(8, 5), dpi=110, layout="constrained")
+    axes = figure.add_subplot()
+    scored = table[table["score"].notna()]  # rows NOT SCORED are not drawn
+    series = dict(zip(scored[["checkpoint", "task"]].drop_duplicates().itertuples(index=False, name=None),
+                      itertools.cycle(f"C{i}" for i in range(10))))
+    markers = dict(zip(scored["regime"].drop_duplicates(), itertools.cycle(MARKERS)))
+    for row in scored.itertuples(index=False):
+        marker, fill = markers[row.regime]
+        kept = 1.0 if pd.isna(row.attention_kept) else row.attention_kept
+        axes.errorbar(kept, row.score, yerr=0.0 if pd.isna(row.stderr) else row.stderr, capsize=3, markersize=7,
+                      marker=marker, fillstyle=fill, color=series[(row.checkpoint, row.task)], linestyle="none")
     axes.set_xlabel("attention edges kept (share of full causal)")
     axes.set_ylabel("score (± stderr)")
     axes.set_xlim(max(0.0, table["attention_kept"].astype(float).fillna(1.0).min() - 0.1), 1.02)
     axes.grid(alpha=0.3)
-    if table["score"].notna().any():  # rows NOT SCORED are not drawn
-        axes.legend(fontsize=7, loc="lower right")
+    handles = [Line2D([], [], color=colour, linewidth=6, label=f"{checkpoint} / {task}")
+               for (checkpoint, task), colour in series.items()]
+    handles += [Line2D([], [], color="0.3", marker=marker, fillstyle=fill, linestyle="none", label=regime)
+                for regime, (marker, fill) in markers.items()]
+    if handles:
+        figure.legend(handles=handles, loc="outside lower left", fontsize=8, frameon=False, alignment="left",
+                      title="colour: checkpoint / task, marker: regime", title_fontsize=8)
+    return figure
+
+
+def plot_png(table: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight")  # long regime labels stay whole
-    plt.close(figure)
+    plot_figure(table).savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+# Clicking a header sorts its table's rows by that column, numerically where both cells are numbers,
+# ascending then descending; empty cells stay last.
+SORT_SCRIPT = """
+for (const header of document.querySelectorAll("table.sortable thead th")) {
+  header.addEventListener("click", () => {
+    const body = header.closest("table").tBodies[0];
+    const ascending = header.getAttribute("aria-sort") !== "ascending";
+    for (const other of header.parentNode.children) other.removeAttribute("aria-sort");
+    header.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    const cell = row => row.cells[header.cellIndex].textContent.trim();
+    body.append(...[...body.rows].sort((a, b) => {
+      const [x, y] = [cell(a), cell(b)];
+      if (!x || !y) return !x - !y;
+      const order = isNaN(x) || isNaN(y) ? x.localeCompare(y) : x - y;
+      return ascending ? order : -order;
+    }));
+  });
+}
+"""
+STYLE = ("body{font-family:sans-serif;margin:2em}img{max-width:100%}"
+         ".scroll{overflow-x:auto;max-width:100%;margin-bottom:2em}"
+         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+         "td{white-space:nowrap}th{cursor:pointer;background:#f4f4f4}"
+         'th[aria-sort=ascending]::after{content:" ▲"}th[aria-sort=descending]::after{content:" ▼"}')
+
+
+def _html_table(table: pd.DataFrame, digits: str) -> str:
+    """A sortable table in a box of its own that scrolls sideways when it is wider than the page."""
+    shown = table.to_html(index=False, classes="sortable", float_format=lambda x: f"{x:{digits}}")
+    return f'<div class="scroll">{shown}</div>'
 
 
 def to_html(table: pd.DataFrame, title: str = "lmms-eval-flow leaderboard") -> str:
@@ -237,21 +290,25 @@ def to_html(table: pd.DataFrame, title: str = "lmms-eval-flow leaderboard") -> s
         f"<h1>{html.escape(title)}</h1>",
         f'<img alt="score against kept attention edges" src="data:image/png;base64,{image}">',
         "<h2>Checkpoint x regime x task</h2>",
-        _display(table.drop(columns="categories"), "").to_html(index=False, float_format=lambda x: f"{x:.4g}"),
+        _html_table(_display(table.drop(columns="categories"), ""), ".4g"),
     ]
     if not per_category.empty:
-        sections += ["<h2>Score per category</h2>", per_category.to_html(index=False, float_format=lambda x: f"{x:.3f}")]
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px;margin-bottom:2em}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}")
+        sections += ["<h2>Score per category</h2>", _html_table(per_category, ".3f")]
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head>\n<body>\n" + "\n".join(sections) + "\n</body></html>\n")
+            f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(sections)
+            + f"\n<script>{SORT_SCRIPT}</script>\n</body></html>\n")
 
 
 def write_leaderboard(table: pd.DataFrame, folder: str | Path) -> list[Path]:
     """``leaderboard.md``, ``leaderboard.csv`` (plus ``leaderboard_categories.csv`` where tasks
     report categories) and ``leaderboard.html`` in ``folder``; returns their paths. Every file is
-    rendered before the first is written, so an error leaves none of them half updated."""
+    rendered before the first is written, so an error leaves none of them half updated.
+
+    ``source`` is written relative to ``folder``, so a results folder holding its own leaderboard
+    can be moved or committed without naming the machine that wrote it."""
     folder = Path(folder)
+    table = table.assign(source=[os.path.relpath(Path(source).resolve(), folder.resolve())
+                                 for source in table["source"]])
     contents = {"leaderboard.md": to_markdown(table) + "\n",
                 "leaderboard.csv": table.drop(columns="categories").to_csv(index=False)}
     if not category_table(table).empty:

@@ -1,18 +1,42 @@
 """The leaderboard, built from the committed demo results: its numbers are the results files'."""
 
+import itertools
 import json
+import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from matplotlib.text import Text
 
 from lmms_eval_flow.cli import main
-from lmms_eval_flow.reporting.leaderboard import build_leaderboard, category_table, results_files, to_html
+from lmms_eval_flow.reporting.leaderboard import (build_leaderboard, category_table, plot_figure, results_files,
+                                                  to_html)
 from lmms_eval_flow.engine.regimes import PARAMETERS
 
 RESULTS = Path(__file__).resolve().parents[2] / "results" / "flow_temporal_toy"
+
+
+def copy_results(folder: Path, checkpoint: str) -> Path:
+    """The committed results files under ``folder/checkpoint``, as run from a checkpoint of that name."""
+    for source in results_files([RESULTS]):
+        data = json.loads(source.read_text())
+        data["config"]["model_args"] = re.sub(r"pretrained=[^,]*", f"pretrained=/models/{checkpoint}",
+                                              data["config"]["model_args"])
+        copy = folder / checkpoint / source.relative_to(RESULTS)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(json.dumps(data))
+    return folder / checkpoint
+
+
+@pytest.fixture
+def two_checkpoints(tmp_path) -> Path:
+    for checkpoint in ["toy_a", "toy_b"]:
+        copy_results(tmp_path / "results", checkpoint)
+    return tmp_path / "results"
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +72,7 @@ def test_the_committed_leaderboard_is_the_one_built_from_the_committed_results(t
     columns = ["checkpoint", "regime", "task", "score", "stderr", "delta_vs_full", "samples", "attention_edges",
                "attention_kept"]
     pd.testing.assert_frame_equal(committed[columns], table[columns], check_dtype=False)
+    assert list(committed["source"]) == [os.path.relpath(source, RESULTS) for source in table["source"]]
 
 
 def test_the_html_page_is_self_contained(table):
@@ -56,6 +81,63 @@ def test_the_html_page_is_self_contained(table):
     assert not re.search(r'(src|href)="(?!data:)', page)
     for regime in table["regime"]:
         assert f"<td>{regime}</td>" in page
+
+
+def test_written_files_name_their_results_relative_to_their_folder(two_checkpoints):
+    main(["leaderboard", str(two_checkpoints), "--output", str(two_checkpoints)])
+    for written in two_checkpoints.glob("leaderboard*"):
+        text = written.read_text()
+        assert str(two_checkpoints.parent) not in text and "/tmp" not in text, written.name
+    sources = pd.read_csv(two_checkpoints / "leaderboard.csv")["source"]
+    assert len(sources) == 12 and all((two_checkpoints / source).is_file() for source in sources)
+    assert sources.str.startswith("toy_a/full/").sum() == 1
+    page = (two_checkpoints / "leaderboard.html").read_text()
+    assert all(f"<td>{source}</td>" in page for source in sources)
+
+
+def test_each_table_is_sortable_inside_a_box_that_scrolls(table):
+    page = to_html(table)
+    assert ".scroll{overflow-x:auto" in page
+    boxed = re.findall(r'<div class="scroll">\s*<table [^>]*class="[^"]*\bsortable\b', page)
+    assert len(boxed) == page.count("<table") == 2
+    assert re.search(r'<script>.*querySelectorAll\("table\.sortable thead th"\).*</script>', page, re.DOTALL)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
+def test_clicking_a_header_sorts_its_rows_numerically_in_a_browser(tmp_path, table):
+    """The page's own script, run by Chromium: clicking ``score`` once sorts ascending, twice descending."""
+    clicks = """<script>
+      const table = document.querySelector("table.sortable");
+      const score = [...table.tHead.rows[0].cells].find(cell => cell.textContent === "score");
+      const scores = () => [...table.tBodies[0].rows].map(row => row.cells[score.cellIndex].textContent).join(" ");
+      score.click(); const ascending = scores(); score.click();
+      document.title = ascending + "|" + scores();
+    </script></body>"""
+    page = tmp_path / "clicked.html"
+    page.write_text(to_html(table).replace("</body>", clicks))
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    ascending, descending = (order.split() for order in re.search(r"<title>(.*)</title>", dom)[1].split("|"))
+    expected = sorted(table["score"])
+    assert [float(score) for score in ascending] == pytest.approx(expected)
+    assert [float(score) for score in descending] == pytest.approx(expected[::-1])
+
+
+def test_the_plot_names_each_regime_once_and_no_label_covers_another(two_checkpoints):
+    table = build_leaderboard([two_checkpoints])
+    figure = plot_figure(table)
+    figure.draw_without_rendering()
+    (legend,) = figure.legends
+    series = [f"{checkpoint} / flow_temporal_toy" for checkpoint in ["toy_a", "toy_b"]]
+    assert [text.get_text() for text in legend.get_texts()] == [*series, *table["regime"].drop_duplicates()]
+    regime_markers = [(handle.get_marker(), handle.get_fillstyle()) for handle in legend.legend_handles[2:]]
+    assert len(set(regime_markers)) == len(regime_markers) == 6
+    (axes,) = figure.axes
+    assert len(axes.containers) == len(table)  # every row a point, none hidden under a label
+    labels = [text for text in figure.findobj(Text) if text.get_visible() and text.get_text()]
+    assert not legend.get_window_extent().overlaps(axes.get_window_extent())
+    for first, second in itertools.combinations(labels, 2):
+        assert not first.get_window_extent().overlaps(second.get_window_extent()), (first, second)
 
 
 def test_an_upstream_model_counts_as_full(tmp_path, table):
