@@ -7,8 +7,9 @@ which would hand a free point to whichever option is usually "A".
 
 Before anything else a reply loses its reasoning: ``<think>...</think>`` (also ``<thinking>``
 and ``<reasoning>``) blocks are dropped, an unterminated block is dropped to the end (the
-model ran out of tokens before answering), and text before a closing tag with no opening one
-(the chat template opened the block) is dropped too.
+model ran out of tokens before answering: ``cut_off_in_reasoning``, which the tasks report as
+``truncated``), and text before a closing tag with no opening one (the chat template opened the
+block) is dropped too.
 
 ``parse_choice`` looks for evidence from the strongest kind to the weakest and stops at
 the first kind that says anything:
@@ -35,8 +36,9 @@ only in those places too, never loose in a sentence ("2 people"). "A" and "I" ar
 words as well as letters, so "A person walks ..." is an article, not option A, while
 "A is correct" and "A." are the letter.
 
-Open-ended answers (ActivityNet-QA) are compared after ``normalize_answer``: lower case, no
-punctuation, no articles, number words as digits. ``exact_match`` reads a yes/no answer with
+Open-ended answers (ActivityNet-QA) are compared two ways. ``raw_exact_match`` is the official
+script's test: the answer character for character. ``exact_match`` compares them after
+``normalize_answer``: lower case, no punctuation, no articles, number words as digits; it reads a yes/no answer with
 ``parse_yes_no``, which also reads a reply that opens with a plain negation ("Not at all, it
 gets larger.") as no; ``token_f1`` is the token-overlap F1 of the two normalised answers (for a
 yes/no answer, its exact match).
@@ -55,7 +57,7 @@ from difflib import SequenceMatcher
 _WORD_LETTERS = {"A", "I"}
 _AFTER_LETTER = {"is", "or", "and", "was", "seems", "because", "since", "would", "should", "could", "fits", "matches", "describes", "correctly"}
 
-_REASONING_BLOCK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|$)", re.IGNORECASE | re.DOTALL)
+_REASONING_BLOCK = re.compile(r"<(think|thinking|reasoning)>.*?(?:(</\1>)|$)", re.IGNORECASE | re.DOTALL)
 _OPENED_BEFORE_REPLY = re.compile(r"^.*?</(?:think|thinking|reasoning)>", re.IGNORECASE | re.DOTALL)
 
 
@@ -63,6 +65,12 @@ def strip_reasoning(reply: str) -> str:
     """The reply without its reasoning blocks (see the module docstring)."""
     text = _REASONING_BLOCK.sub(" ", str(reply))
     return _OPENED_BEFORE_REPLY.sub(" ", text)
+
+
+def cut_off_in_reasoning(reply: str) -> bool:
+    """Whether the reply ends inside a reasoning block it opened and never closed: the token budget
+    ran out before the answer, which a score of wrong alone would hide."""
+    return any(block.group(2) is None for block in _REASONING_BLOCK.finditer(str(reply)))
 
 
 @dataclass(frozen=True)
@@ -301,6 +309,12 @@ def exact_match(reply: str, answer: str) -> bool:
     if gold in ("yes", "no"):
         return parse_yes_no(reply) == gold
     return normalize_answer(reply) == gold
+
+
+def raw_exact_match(reply: str, answer: str) -> bool:
+    """ActivityNet-QA's official test: the reply, less its reasoning and the white space around it,
+    is the answer exactly ("Dancing." is not "dancing")."""
+    return strip_reasoning(reply).strip() == answer
 
 
 def token_f1(reply: str, answer: str) -> float:

@@ -3,10 +3,12 @@
 import pytest
 
 from lmms_eval_flow.scoring.answers import (
+    cut_off_in_reasoning,
     exact_match,
     normalize_answer,
     parse_choice,
     parse_yes_no,
+    raw_exact_match,
     strip_reasoning,
     token_f1,
 )
@@ -206,6 +208,19 @@ def test_strip_reasoning_keeps_the_answer_after_the_block():
     assert strip_reasoning("Red").strip() == "Red"
 
 
+@pytest.mark.parametrize("reply, cut_off", [
+    ("<think>let me see ... ", True),  # the budget ran out while thinking
+    ("<THINKING>A or B", True),
+    ("<think>a</think>B<think>but then again", True),  # a second block left open
+    ("<think>The square moves right.</think>\nB", False),
+    ("<reasoning>C</reasoning>C", False),
+    ("It starts on the left.</think>\nB", False),  # the template opened the block, and it was closed
+    ("B", False),
+])
+def test_a_reply_cut_off_inside_its_reasoning_is_told_apart(reply, cut_off):
+    assert cut_off_in_reasoning(reply) is cut_off
+
+
 YES_NO_CASES = [
     ("Yes", "yes"),
     ("Yes.", "yes"),
@@ -268,6 +283,21 @@ def test_normalize_answer(text, normalised):
 ])
 def test_exact_match(reply, answer, expected):
     assert exact_match(reply, answer) is expected
+
+
+@pytest.mark.parametrize("reply, answer, raw, normalised", [
+    ("dancing", "dancing", True, True),
+    ("  dancing\n", "dancing", True, True),  # the white space around a reply is no part of it
+    ("<think>they move to music</think>dancing", "dancing", True, True),
+    ("Dancing.", "dancing", False, True),  # the official script compares the strings as they are
+    ("Two", "2", False, True),
+    ("the kitchen", "kitchen", False, True),
+    ("Yes, he is.", "yes", False, True),
+    ("red", "blue", False, False),
+])
+def test_the_official_raw_match_is_the_answer_exactly(reply, answer, raw, normalised):
+    assert raw_exact_match(reply, answer) is raw
+    assert exact_match(reply, answer) is normalised
 
 
 @pytest.mark.parametrize("reply, answer, expected", [
