@@ -38,10 +38,10 @@ words as well as letters, so "A person walks ..." is an article, not option A, w
 
 Open-ended answers (ActivityNet-QA) are compared two ways. ``raw_exact_match`` is the official
 script's test: the answer character for character. ``exact_match`` compares them after
-``normalize_answer``: lower case, no punctuation, no articles, number words as digits; it reads a yes/no answer with
-``parse_yes_no``, which also reads a reply that opens with a plain negation ("Not at all, it
-gets larger.") as no; ``token_f1`` is the token-overlap F1 of the two normalised answers (for a
-yes/no answer, its exact match).
+``normalize_answer``: lower case, no punctuation, no articles, number words as digits; it reads
+a yes/no answer with ``parse_yes_no``, which also reads a reply that opens with a plain negation
+("Not at all, it gets larger.") as no. ``token_f1`` is the token-overlap F1 of the two
+normalised answers (for a yes/no answer, its exact match).
 """
 
 from __future__ import annotations
