@@ -19,13 +19,17 @@ the first kind that says anything:
    answer is B" counts even if it discussed A;
 2. option keys named anywhere: "B", "(B)", "B.", "b) left", "**B**", "B is correct",
    "Option B", "Caption A: ..."; naming two ("B, or maybe C") is ambiguous, unless all but one
-   are named to be rejected ("A is incorrect ...; B is correct.");
+   are named to be rejected ("A is incorrect ...; B is correct.", "A and B are both wrong; C";
+   "Neither A nor B." rejects both and picks nothing);
 3. an option named by its place: "The first option." (only in a reply that rejects nothing);
 4. the text of an option itself: "the square moves left", articles and case aside, number
-   words read as digits ("One." for an option "1"); failing that, the one option whose text
-   the reply's words spell nearly letter for letter, far closer than any other, with no
-   negation the option lacks ("The balloon is being inflated." for "Inflating the balloon"
-   is not enough; "The ballon is inflated." for "The balloon is inflated" is).
+   words read as digits ("One." for an option "1"), but not under a negation ("not moving
+   up", "left is wrong"; "It moves left, not right." is left) nor beside a word only another
+   option has ("throws the cup and it breaks"); failing that, a paraphrase: the reply uses a
+   word only one option has, none only another has, and a larger share of that option's words
+   than of any other's ("The balloon is inflated." for "The balloon is being inflated", not
+   for "... deflated"); failing that, the one option the reply spells nearly letter for
+   letter, far closer than any other, with no negation the option lacks ("The ballon pops.").
 
 Full-width forms ("Ｂ", "（Ｂ）", "答案：Ｃ") are read as their ASCII counterparts (NFKC).
 
@@ -90,6 +94,9 @@ class _Grammar:
 _LABEL_WORDS = "option|choice|caption|sentence"
 _LABEL = r"(?:" + _LABEL_WORDS + r")"
 _LINK = r"(?:\s+(?:is|would\s+be|should\s+be|will\s+be|must\s+be))"
+# What a rejected key is called: "is incorrect", "are both wrong", "is also not correct".
+_VERDICT_WRONG = (r"(?:is|are|seems|would\s+be)\s+(?:(?:also|clearly|both|all|definitely|certainly|obviously)\s+)?"
+                  r"(?:incorrect|wrong|false|unlikely|ruled\s+out|eliminated|not\s+(?:correct|right|true|the\s+answer))")
 
 
 # Not part of a word around a key: CJK characters ("答案是B") are no letters of it.
@@ -116,11 +123,12 @@ def _grammar(key: str, standalone: str | None) -> _Grammar:
         standalone=None if standalone is None else re.compile(
             r"(?<!" + _WORD_CHAR + r")(?P<key>" + standalone + r")(?!" + _WORD_CHAR + r")"),
         rejected=(
-            re.compile(r"\b(?:not|rule\s+out|ruling\s+out|eliminate|excluding|except)\s+(?:" + _LABEL + r"\s+)?[(\[]?\s*"
-                       + alone, re.IGNORECASE),
-            re.compile(r"(?:" + _LABEL + r"\s+)?[(\[]?" + alone + r"[)\]]?\s*(?:is|are|seems|would\s+be)\s+"
-                       r"(?:incorrect|wrong|false|unlikely|ruled\s+out|eliminated|not\s+(?:correct|right|true|the\s+answer))",
-                       re.IGNORECASE),
+            re.compile(r"\b(?:not|neither|nor|rule\s+out|ruling\s+out|eliminate|excluding|except)\s+(?:" + _LABEL
+                       + r"\s+)?[(\[]?\s*" + alone, re.IGNORECASE),
+            re.compile(r"(?:" + _LABEL + r"\s+)?[(\[]?" + alone + r"[)\]]?\s*" + _VERDICT_WRONG, re.IGNORECASE),
+            # Every key of a rejected list: "A and B are both wrong", "A, B or C is incorrect".
+            re.compile(alone + r"(?=[)\]]?(?:\s*(?:,|and|or|&)\s*(?:" + _LABEL + r"\s+)?[(\[]?" + key + r"[)\]]?)+\s*"
+                       + _VERDICT_WRONG + r")", re.IGNORECASE),
         ),
     )
 
@@ -219,10 +227,118 @@ def _keys_by_place(text: str, keys: list[str]) -> set[str]:
 
 
 def _words(text: str) -> str:
-    """Lower-case words separated by single spaces: punctuation and articles dropped, number
-    words as digits ("Three times." -> "3 times")."""
-    words = re.findall(r"[a-z0-9]+", text.lower())
+    """Lower-case words separated by single spaces: punctuation and articles dropped, "n't" as
+    "not", number words as digits ("Three times." -> "3 times")."""
+    words = re.findall(r"[a-z0-9]+", re.sub(r"n['’]t\b", " not", text.lower()))
     return " ".join(_NUMBER_WORDS.get(word, word) for word in words if word not in _ARTICLES)
+
+
+@dataclass(frozen=True)
+class _Clauses:
+    """A text's words (as ``_words``) and the clause each lies in: punctuation and "but" end one."""
+
+    words: list[str]
+    clause_of: list[int]
+
+    @classmethod
+    def of(cls, text: str) -> _Clauses:
+        words, clause_of = [], []
+        for index, clause in enumerate(re.split(r"[.,;:!?\n]|\bbut\b", text, flags=re.IGNORECASE)):
+            clause_words = _words(clause).split()
+            words += clause_words
+            clause_of += [index] * len(clause_words)
+        return cls(words, clause_of)
+
+    def negator(self, start: int, end: int) -> int | None:
+        """Where the word that negates ``words[start:end]`` lies: a negation among the three words
+        before them in their clause ("not moving up", "never goes down"), or a rejection right
+        after them ("left is wrong"); None when nothing does."""
+        for index in range(start - 1, max(start - 4, -1), -1):
+            if self.clause_of[index] != self.clause_of[start]:
+                break
+            if self.words[index] in _NEGATORS:
+                return index
+        after = " ".join(word for word, clause in zip(self.words[end:end + 4], self.clause_of[end:end + 4])
+                         if clause == self.clause_of[end - 1])
+        return end if _REJECTED_AFTER.match(after) else None
+
+
+_NEGATORS = {"not", "no", "never", "neither", "nor", "none", "cannot"}
+_REJECTED_AFTER = re.compile(r"(?:is|are|was|seems|would be)(?: (?:also|clearly|both|definitely|certainly))?"
+                             r" (?:not|wrong|incorrect|false|unlikely)\b")
+
+
+@dataclass(frozen=True)
+class _Mention:
+    """Where a reply spells an option's text, and the word negating it there (None if none)."""
+
+    key: str
+    start: int
+    end: int
+    negator: int | None
+
+    def holds(self, other: _Mention) -> bool:
+        """Whether ``other`` is part of this longer mention."""
+        return self.start <= other.start and other.end <= self.end and self.end - self.start > other.end - other.start
+
+
+def _mentions(reply: _Clauses, option_words: dict[str, list[str]]) -> list[_Mention]:
+    """Every place the reply spells an option's whole text, but those inside a longer option's
+    ("left" in "up and left"), which are part of it."""
+    mentions = [_Mention(key, start, start + len(words), reply.negator(start, start + len(words)))
+                for key, words in option_words.items()
+                for start in range(len(reply.words) - len(words) + 1) if reply.words[start:start + len(words)] == words]
+    return [mention for mention in mentions if not any(other.holds(mention) for other in mentions)]
+
+
+def _asserted(mentions: list[_Mention]) -> set[str]:
+    """The options mentioned outside a negation ("It moves left, not right." asserts left). An
+    option's own negation that negates another option ("it does not move left") asserts neither."""
+    negators = {mention.negator for mention in mentions} - {None}
+    return {mention.key for mention in mentions
+            if mention.negator is None and not any(mention.start <= index < mention.end for index in negators)}
+
+
+# Words that say nothing about which option a reply means.
+_FUNCTION_WORDS = {
+    "is", "are", "was", "were", "be", "being", "been", "am", "it", "its", "he", "she", "they", "them", "his", "her",
+    "their", "this", "that", "these", "those", "there", "here", "do", "does", "did", "has", "have", "had", "will",
+    "would", "can", "could", "should", "i", "you", "we", "me", "my", "to", "of", "and", "or", "so", "as", "answer",
+    "option", "choice", "correct", "think",
+}
+
+
+def _stem(word: str) -> str:
+    """A word without its common endings, so "inflates", "inflated" and "inflating" meet."""
+    stem = re.sub(r"(?:ing|ed|es|e|s)$", "", word) if len(word) > 3 else word
+    stem = re.sub(r"([^aeiou])\1$", r"\1", stem)  # "popping" -> "popp" -> "pop"
+    return stem if len(stem) >= 3 else word
+
+
+def _stems(text: _Clauses, outside: frozenset[int] = frozenset()) -> set[str]:
+    """The stems of the words that carry meaning, stand outside a negation and lie at no
+    position in ``outside``."""
+    return {_stem(word) for index, word in enumerate(text.words)
+            if index not in outside and word not in _FUNCTION_WORDS | _NEGATORS and text.negator(index, index + 1) is None}
+
+
+def _distinctive(stems: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Each option's stems that no other option has."""
+    return {key: own - set().union(*(other for other_key, other in stems.items() if other_key != key))
+            for key, own in stems.items()}
+
+
+def _paraphrased(reply: set[str], stems: dict[str, set[str]]) -> str | None:
+    """The option a reply (its ``_stems``) paraphrases ("The balloon is inflated." for "The
+    balloon is being inflated"): the reply uses a word only that option has, and none only
+    another has, and a larger share of that option's words than of any other's. Words under a
+    negation count for nothing, so "not inflated" paraphrases no option."""
+    claimed = [key for key, own in _distinctive(stems).items() if own & reply]
+    if len(claimed) != 1:
+        return None
+    share = {key: len(own & reply) / len(own) if own else 0.0 for key, own in stems.items()}
+    key = claimed[0]
+    return key if all(share[key] > share[other] for other in stems if other != key) else None
 
 
 # How close a reply must spell an option (difflib's ratio of their words), and how much closer
@@ -230,29 +346,31 @@ def _words(text: str) -> str:
 _CLOSE, _MARGIN = 0.9, 0.1
 
 
-def _named_apart(words: str, reply: str, matched) -> bool:
-    """Whether ``words`` occur in ``reply`` outside every longer matched option that holds them."""
-    for other in matched:
-        if other != words and words in other:
-            reply = reply.replace(other, " | ")
-    return words in reply
-
-
 def _matching_option_text(text: str, options: dict[str, str]) -> str | None:
-    """The one option whose text the reply contains (see ``_words``), else the one it spells
-    nearly letter for letter (``_CLOSE``, ``_MARGIN``) with no negation the option lacks.
-
-    An option whose text lies inside another matched option's text ("left" inside
-    "up and left") does not count against it, unless the reply also names it apart.
-    """
-    reply = f" {_words(text)} "
-    padded = {key: f" {_words(value)} " for key, value in options.items() if _words(value)}
-    found = {key: words for key, words in padded.items() if words in reply}
-    found = [key for key, words in found.items() if _named_apart(words, reply, found.values())]
-    if found:
-        return found[0] if len(found) == 1 else None
-    closeness = sorted(((SequenceMatcher(None, reply.strip(), words.strip()).ratio(), key)
-                        for key, words in padded.items()), reverse=True)
+    """The one option the reply asserts by its whole text (``_asserted``), unless the rest of the
+    reply uses a word only another option has ("throws the cup and it breaks") or, for a number,
+    another number ("six or seven"); else the one it paraphrases (``_paraphrased``); else the one
+    it spells nearly letter for letter (``_CLOSE``, ``_MARGIN``: "The ballon pops") with no
+    negation the option lacks. Two options asserted is ambiguous, not a hint for the later steps."""
+    reply = _Clauses.of(text)
+    option_words = {key: _words(value).split() for key, value in options.items() if _words(value)}
+    stems = {key: _stems(_Clauses.of(options[key])) for key in option_words}
+    mentions = _mentions(reply, option_words)
+    asserted = _asserted(mentions)
+    if asserted:
+        if len(asserted) > 1:
+            return None
+        key = asserted.pop()
+        rest = _stems(reply, frozenset(index for mention in mentions for index in range(mention.start, mention.end)))
+        others = _distinctive(stems)
+        counted = "".join(option_words[key]).isdigit() and any(stem.isdigit() for stem in rest)  # "six or seven"
+        return None if counted or any(rest & others[other] for other in others if other != key) else key
+    paraphrased = _paraphrased(_stems(reply), stems)
+    if paraphrased is not None:
+        return paraphrased
+    spelled = " ".join(reply.words)
+    closeness = sorted(((SequenceMatcher(None, spelled, " ".join(words)).ratio(), key)
+                        for key, words in option_words.items()), reverse=True)
     if not closeness or closeness[0][0] < _CLOSE or (len(closeness) > 1 and closeness[0][0] - closeness[1][0] < _MARGIN):
         return None
     key = closeness[0][1]
@@ -262,7 +380,8 @@ def _matching_option_text(text: str, options: dict[str, str]) -> str | None:
 
 _YES_NO = {"yes": "yes", "yeah": "yes", "yep": "yes", "true": "yes", "no": "no", "nope": "no", "false": "no"}
 _YES_NO_WORD = r"(?P<word>" + "|".join(_YES_NO) + r")\b"
-_YES_NO_OPENING = re.compile(r"^" + _YES_NO_WORD, re.IGNORECASE)
+# "No doubt, ..." and "No wonder ..." open a sentence without answering no.
+_YES_NO_OPENING = re.compile(r"^" + _YES_NO_WORD + r"(?!\s+(?:doubt|wonder|question)\b)", re.IGNORECASE)
 # A reply that opens with a plain negation answers no: "Not at all, it gets larger.", "Never.",
 # "Definitely not." ("Not sure" and "Not the ..." are no answer).
 _NEGATION_OPENING = re.compile(r"^(?:(?:certainly|definitely|absolutely|of\s+course)\s+not|not\s+at\s+all|not\s+really"

@@ -29,6 +29,12 @@ BALLOON = {"A": "The balloon is being deflated.", "B": "The balloon is being inf
 COUNTS = {"A": "0", "B": "1", "C": "2", "D": "3", "E": "4", "F": "5", "G": "6"}
 TOMATO_DIRECTIONS = {"A": "clockwise", "B": "counter-clockwise", "C": "up", "D": "down", "E": "left", "F": "right",
                      "G": "it does not move"}
+CUP_ACTIONS = {
+    "A": "The person picks up the cup", "B": "The person puts down the cup", "C": "The person drinks from the cup",
+    "D": "The person washes the cup", "E": "The person throws the cup", "F": "The person fills the cup",
+    "G": "The person breaks the cup",
+}
+INFLATING = {"A": "Deflating the balloon", "B": "Inflating the balloon", "C": "Popping the balloon"}
 
 CHATTY_REPLY = (
     "In the video, the red square starts on the left side of the frame and moves steadily towards the right edge. "
@@ -121,7 +127,7 @@ CHOICE_CASES = [
     ("Sentence A: The man is dribbling a basketball.", CAPTIONS, "A"),
     ("The best caption is Caption A.", CAPTIONS, "A"),
     ("Caption A or Caption B", CAPTIONS, None),
-    ("A man is dribbling.", CAPTIONS, None),
+    ("A man is dribbling.", CAPTIONS, "A"),  # a paraphrase: "dribbling" is A's alone
     # Numbered options: digits count only where a letter in that place would.
     ("Option 2", NUMBERED, "2"),
     ("2", NUMBERED, "2"),
@@ -135,8 +141,9 @@ CHOICE_CASES = [
     ("Answer: 3", NUMBERED, None),
     # The option's text without its letter, articles aside, or nearly spelled.
     ("The balloon is being inflated.", BALLOON, "B"),
-    ("balloon being inflated", BALLOON, None),  # not the option's words: inflated and deflated are too close
-    ("The ballon is being inflated", BALLOON, None),  # a typo: as close to A (deflated) as to B
+    ("balloon being inflated", BALLOON, "B"),  # "inflated" is B's alone, spelled ever so close to A's "deflated"
+    ("The ballon is being inflated", BALLOON, "B"),  # a typo, but not in the word that tells the options apart
+    ("The balloon is being iflated", BALLOON, None),  # the typo is in that word: as close to A as to B
     ("The ballon pops", BALLOON, "C"),  # a typo: far closer to C than to any other
     ("The balloon is not being inflated.", BALLOON, None),
     ("The balloon is being inflated, or the balloon is being deflated.", BALLOON, None),
@@ -174,12 +181,88 @@ CHOICE_CASES = [
     ("The first option is not right; the second option is.", BALLOON, None),
     ("The fifth option", DIRECTIONS, None),
     ("The first or the second option.", DIRECTIONS, None),
+    ("The seventh option.", CUP_ACTIONS, "G"),
+    ("The eighth option", CUP_ACTIONS, None),
+    # An option's text paraphrased, without its letter: a word only it has, none only another has.
+    ("The balloon is inflated.", BALLOON, "B"),
+    ("Inflated.", BALLOON, "B"),
+    ("The balloon is being inflated.", INFLATING, "B"),
+    ("Someone inflates the balloon.", INFLATING, "B"),
+    ("The balloon is inflated, not deflated.", BALLOON, "B"),
+    ("The balloon is not being deflated, it is being inflated.", BALLOON, "B"),
+    ("The balloon isn't inflated; it pops.", BALLOON, "C"),
+    ("He dunks.", CAPTIONS, "B"),
+    ("He is drinking.", CUP_ACTIONS, "C"),
+    ("The person drank from the cup.", CUP_ACTIONS, "C"),  # "from": only C's
+    ("She fills it with water.", CUP_ACTIONS, "F"),
+    ("The person breaks it.", CUP_ACTIONS, "G"),
+    ("Washing.", CUP_ACTIONS, "D"),
+    ("G) The person breaks the cup", CUP_ACTIONS, "G"),
+    ("答案是Ｇ", CUP_ACTIONS, "G"),
+    # ... and near misses: two options, the wrong one negated, or no option's own word.
+    ("The balloon is not inflated.", BALLOON, None),
+    ("It was inflated and then it popped.", BALLOON, None),
+    ("The balloon gets bigger.", BALLOON, None),
+    ("He dribbles and then dunks.", CAPTIONS, None),
+    ("He is not dunking.", CAPTIONS, None),
+    ("The person picks the cup up and drinks.", CUP_ACTIONS, None),
+    ("The person throws the cup and it breaks.", CUP_ACTIONS, None),  # E in full, but "breaks" is G's
+    ("The person washes the cup, then fills it.", CUP_ACTIONS, None),
+    ("The person doesn't break the cup.", CUP_ACTIONS, None),
+    ("The person is holding the cup.", CUP_ACTIONS, None),
+    ("Neither filling nor washing.", CUP_ACTIONS, None),
+    ("The red square is the first thing to appear.", SENTENCES, None),  # as much of A and B as of C
+    ("Answer: H", CUP_ACTIONS, None),
+    ("None of the options.", DIRECTIONS, None),
+    ("None of the above", CUP_ACTIONS, None),
+    # An option's text under a negation is rejected, not chosen.
+    ("It moves left, not right.", DIRECTIONS, "A"),
+    ("Not left but right.", DIRECTIONS, "B"),
+    ("It doesn't go up; it goes down.", DIRECTIONS, "D"),
+    ("No, it moves left.", DIRECTIONS, "A"),
+    ("It is not moving up.", DIRECTIONS, None),
+    ("Not left.", DIRECTIONS, None),
+    ("Left is wrong.", DIRECTIONS, None),
+    ("There is no movement to the left.", DIRECTIONS, None),
+    ("It doesn't move at all.", TOMATO_DIRECTIONS, "G"),
+    ("It moves to the right.", TOMATO_DIRECTIONS, "F"),
+    ("It does not move left.", TOMATO_DIRECTIONS, None),  # G's "not" negates E: neither
+    ("It is not moving up.", TOMATO_DIRECTIONS, None),
+    ("Six times.", COUNTS, "G"),
+    ("It happens five times, not six.", COUNTS, "F"),
+    ("Six or seven.", COUNTS, None),  # seven is no option, but the reply hedges
+    ("Seven", COUNTS, None),
+    ("Not one.", COUNTS, None),
+    # More letters named to be rejected.
+    ("Neither A nor B.", DIRECTIONS, None),
+    ("A and B are both wrong; C is correct.", DIRECTIONS, "C"),
+    ("A is incorrect because it moves up; B is also incorrect; C is correct.", DIRECTIONS, "C"),
+    ("A and B are wrong.", DIRECTIONS, None),
+    ("F is wrong; G is correct.", CUP_ACTIONS, "G"),
+    ("Ａ is incorrect; Ｂ is correct.", BALLOON, "B"),
 ]
 
 
 @pytest.mark.parametrize("reply, options, expected", CHOICE_CASES)
 def test_parse_choice(reply, options, expected):
     assert parse_choice(reply, options) == expected
+
+
+def test_no_reply_in_the_table_is_credited_with_an_option_it_does_not_pick():
+    """The false-credit count: a reply parsed to an option other than the one it picks (or to
+    any option, when it picks none) scores a point a regime did not earn. It must stay zero."""
+    false_credits = [(reply, expected, parsed) for reply, options, expected in CHOICE_CASES
+                     if (parsed := parse_choice(reply, options)) is not None and parsed != expected]
+    false_yes_no = [(reply, expected, parsed) for reply, expected in YES_NO_CASES
+                    if (parsed := parse_yes_no(reply)) is not None and parsed != expected]
+    assert (false_credits, false_yes_no) == ([], [])
+
+
+@pytest.mark.parametrize("options", [DIRECTIONS, BALLOON, NUMBERED, COUNTS, CUP_ACTIONS],
+                         ids=["4 letters", "3 letters", "2 digits", "7 numbers", "7 actions"])
+def test_a_reply_that_picks_nothing_gets_no_letter(options):
+    for reply in ("", "I cannot tell from the video.", "None of the options.", "All of them."):
+        assert parse_choice(reply, options) is None
 
 
 def test_parse_choice_returns_the_options_own_key():
@@ -250,6 +333,8 @@ YES_NO_CASES = [
     ("Not sure.", None),
     ("Not the red one, the blue one.", None),
     ("Not at all. The answer is yes.", None),
+    ("No doubt about it.", None),  # an idiom, not the answer no
+    ("No wonder it fell.", None),
 ]
 
 
