@@ -33,6 +33,13 @@ A bad doc is kept, with its reason in the ``flow_problem`` column (``sample_chec
 prompt is that reason as text, with no video (``video_task``), which lmms-eval's own wrappers answer
 and a flow model fails unrun; every model's reply to it is scored as wrong and counted in
 ``failed_samples``, so no reply to it is ever scored as a real answer and it never ends the run.
+
+What is reported of every reply
+-------------------------------
+Beside its scores, a doc checked at load reports, whatever model replied (``sample_outcomes``):
+``failed_samples``, why the sample could not run, and ``truncated``, its doc id when the reply was
+cut off inside a reasoning block it never closed (``answers.cut_off_in_reasoning``). A truncated
+reply scores as wrong; listed apart, it tells a budget too small from a wrong answer.
 """
 
 from __future__ import annotations
@@ -52,9 +59,11 @@ from lmms_eval_flow.harness.reply import failure_of, flow_metrics
 from lmms_eval_flow.harness.results_files import install_results_check
 from lmms_eval_flow.harness.run_errors import RunStopped, check_some_ran
 from lmms_eval_flow.harness.sample_checks import PROBLEM, DocProblem, problem_of
+from lmms_eval_flow.scoring.answers import cut_off_in_reasoning
 
 DATA_DIR_VARIABLE = "LMMS_EVAL_FLOW_DATA_DIR"
 TEXT_SUFFIXES = {".json", ".jsonl", ".csv", ".tsv", ".txt", ".md", ".yaml", ".yml"}
+DOC_ID = "flow_doc_id"  # each doc's place in its split: lmms-eval's doc_id, which process_results is not given
 
 
 class UnreadableData(RunStopped):
@@ -134,7 +143,8 @@ class Benchmark:
         (``flow_config``) tells a benchmark's shared functions which format or video folder
         a doc belongs to, since the docs themselves do not say. ``check(doc)`` raises
         ``DocProblem`` for a bad doc; its reason (naming the doc, its file and the field) goes
-        into the ``flow_problem`` column, so the doc fails alone when it is run and scored.
+        into the ``flow_problem`` column, so the doc fails alone when it is run and scored. Each doc's
+        place in the split (``DOC_ID``) names it where its reply is listed as ``truncated``.
         """
         install_results_check()  # a run on a flow task, with any model, exits 1 if its results were not written
         config, split = dataset.config_name or "default", str(dataset.split)
@@ -150,7 +160,8 @@ class Benchmark:
                     f"{task}: the {self.name} data has {len(dataset):,} questions in {config}/{split}, "
                     f"the published count is {expected:,}; scores are not comparable with published ones"
                 )
-        return dataset.add_column("flow_config", [config] * len(dataset)).add_column(PROBLEM, problems)
+        with_config = dataset.add_column("flow_config", [config] * len(dataset)).add_column(PROBLEM, problems)
+        return with_config.add_column(DOC_ID, list(range(len(dataset))))
 
     def _problem(self, check, doc: dict, config: str, split: str, index: int) -> str | None:
         """Why ``check`` refuses the doc, naming the doc and where it came from; None when it passes."""
@@ -389,24 +400,46 @@ def score(correct: bool, reply: str, category=None, categories=(), doc: dict | N
     """One doc's metrics: ``accuracy``, per-category accuracies and, from a flow model, the reply's
     attention edges and ``failed_samples`` (why the sample could not run, or None).
 
-    Every doc reports every ``accuracy_<category>`` key, ``None`` for the categories it is not
-    in, so each metric has one entry per doc (lmms-eval reads a task's sample count off its
-    metrics) and ``mean_of_scored`` averages only the docs of that category. A failed sample
-    counts as a wrong answer and has no edges. ``doc`` finds the edges of a reply that
-    lmms-eval's response cache served as plain text (see ``reply.attention_metrics``).
+    ``category`` is the doc's category, or a tuple of them where a doc counts in several (a
+    question type and its group). Every doc reports every ``accuracy_<category>`` key, ``None``
+    for the categories it is not in, so each metric has one entry per doc (lmms-eval reads a
+    task's sample count off its metrics) and ``mean_of_scored`` averages only the docs of that
+    category. A failed sample counts as a wrong answer and has no edges. ``doc`` finds the edges
+    of a reply that lmms-eval's response cache served as plain text (see ``reply.attention_metrics``).
 
-    A doc checked at load (``prepare_docs``) reports ``failed_samples`` with every reply, plain
-    text too, and an invalid one scores 0 whatever was replied, in no category (it may have none).
+    A doc checked at load (``prepare_docs``) reports ``sample_outcomes`` with every reply, plain
+    text too; an invalid one, or a truncated reply, scores 0 whatever was replied, an invalid doc
+    in no category (it may have none).
     """
-    failure = failure_of(reply) or problem_of(doc)
-    value = 0.0 if failure else float(correct)
-    if problem_of(doc):
-        category = None
-    elif categories and category not in categories:
-        raise ValueError(f"category {category!r} is not one of {list(categories)}")
-    per_category = {f"accuracy_{metric_name(c)}": (value if c == category else None) for c in categories}
-    checked = {"failed_samples": failure} if doc is not None and PROBLEM in doc else {}
-    return {"accuracy": value, **per_category, **flow_metrics(reply, doc), **checked}
+    value = 0.0 if unscored(reply, doc) else float(correct)
+    return {"accuracy": value, **category_scores("accuracy", value, category, categories, doc),
+            **flow_metrics(reply, doc), **sample_outcomes(reply, doc)}
+
+
+def unscored(reply: str, doc: dict | None = None) -> bool:
+    """Whether a reply scores 0 whatever it says: its sample could not run, its doc is invalid, or it
+    was cut off inside a reasoning block."""
+    return bool(failure_of(reply) or problem_of(doc) or cut_off_in_reasoning(reply))
+
+
+def category_scores(metric: str, value: float, category, categories, doc: dict | None = None) -> dict:
+    """``<metric>_<category>`` for each of ``categories``: ``value`` in the doc's own (``category``,
+    one or a tuple), None in the others and in all of an invalid doc's."""
+    own = () if problem_of(doc) else category if isinstance(category, tuple) else (category,)
+    unknown = [name for name in own if name not in categories]
+    if categories and unknown:
+        raise ValueError(f"category {unknown[0]!r} is not one of {list(categories)}")
+    return {f"{metric}_{metric_name(name)}": (value if name in own else None) for name in categories}
+
+
+def sample_outcomes(reply: str, doc: dict | None) -> dict:
+    """What a doc checked at load reports of every reply: ``failed_samples`` (why the sample could
+    not run, or None) and ``truncated`` (the doc's id where the reply was cut off inside a reasoning
+    block, or None); nothing for a doc that was not checked."""
+    if doc is None or PROBLEM not in doc:
+        return {}
+    return {"failed_samples": failure_of(reply) or problem_of(doc),
+            "truncated": doc[DOC_ID] if cut_off_in_reasoning(reply) else None}
 
 
 def mean_of_scored(values: list) -> float:
@@ -426,3 +459,10 @@ def failed_samples(reasons: list) -> dict:
     check_some_ran(reasons)
     failures = [reason for reason in reasons if reason is not None]
     return {"count": len(failures), "reasons": failures}
+
+
+def truncated_replies(doc_ids: list) -> dict:
+    """``truncated`` in a task's results: how many replies were cut off inside a reasoning block
+    (scored as wrong), and the ids of their docs."""
+    truncated = [doc_id for doc_id in doc_ids if doc_id is not None]
+    return {"count": len(truncated), "docs": truncated}

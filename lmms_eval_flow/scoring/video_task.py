@@ -3,9 +3,10 @@
 Every flow benchmark task has one shape: one video per doc under the benchmark's data folder
 (``task_utils.Benchmark``), the docs checked when the task loads, a chat turn of the video then
 the prompt, a score per doc. ``VideoTask`` holds that shape and takes what differs as data: the
-benchmark, the fields every doc has, where its video is and, where docs give one, the fields of a
-clip window. ``MultipleChoiceTask`` adds how the options and the answer are read and an optional
-category scored on its own; it is the whole of TOMATO, TVBench, NExT-QA and LongVideoBench. The
+benchmark, the fields every doc has, where its video is, where docs give one the fields of a clip
+window, and the categories its scores are broken down by (``Category``: the breakdowns the
+benchmark's own evaluation reports). ``MultipleChoiceTask`` adds how the options and the answer are
+read; it is the whole of TOMATO, TVBench, NExT-QA and LongVideoBench. The
 open-ended and mixed-format tasks subclass ``VideoTask`` with their own prompt and key.
 
 A task's ``utils.py`` declares ``TASK = MultipleChoiceTask(...)`` and names the bound methods its
@@ -42,6 +43,28 @@ from lmms_eval_flow.scoring.task_utils import (
 )
 
 
+@dataclass(frozen=True)
+class Category:
+    """A doc field whose values each count toward accuracies of their own, ``accuracy_<name>``:
+    a value may count toward several (a NExT-QA "CW" question is both ``causal`` and
+    ``causal_why``), several values toward one (TN and TP are both ``temporal_before_after``)."""
+
+    field: str
+    groups: dict  # each value a doc may have (checked when it loads) -> the names of the accuracies it counts in
+
+    @classmethod
+    def one_each(cls, field: str, values: tuple, names: tuple | None = None) -> Category:
+        """Each value an accuracy of its own, named ``names`` in the same order, or by the value."""
+        return cls(field, {value: (name,) for value, name in zip(values, names or values)})
+
+    @property
+    def metric_names(self) -> tuple:
+        return tuple(dict.fromkeys(name for names in self.groups.values() for name in names))
+
+    def names_of(self, doc: dict) -> tuple:
+        return self.groups[doc[self.field]]
+
+
 @dataclass(frozen=True, eq=False, kw_only=True, repr=False)
 class VideoTask(ABC):
     """The hooks of a task with one video per doc; a subclass says how a valid doc's prompt and key
@@ -58,6 +81,7 @@ class VideoTask(ABC):
     # doc's fields and its ``flow_config``, "NExTVideo/{video}.mp4".
     videos: tuple[str, ...]
     window: tuple[str, str] | None = None  # the fields of a clip's (start, end) seconds, in docs that give them
+    categories: tuple[Category, ...] = ()
 
     def __repr__(self) -> str:
         """Short: lmms-eval writes the hooks (``<bound method ... of {repr}>``) into the results JSON."""
@@ -78,12 +102,23 @@ class VideoTask(ABC):
         """Every field the task reads, checked when it loads (``Benchmark.prepare_docs``); the first
         bad one raises ``DocProblem``."""
         require(doc, **self.required)
+        for category in self.categories:
+            one_of(doc, category.field, category.groups)
         self.check_content(doc)
         for name in self.window or ():
             if doc.get(name) is not None:
                 require(doc, **{name: (int, float)})
         for path in self.video_paths(doc):
             inside_data(path)
+
+    @property
+    def category_names(self) -> tuple:
+        """Every category's accuracies, in the order the YAML lists them."""
+        return tuple(name for category in self.categories for name in category.metric_names)
+
+    def categories_of(self, doc: dict) -> tuple:
+        """The accuracies a valid doc counts in."""
+        return tuple(name for category in self.categories for name in category.names_of(doc))
 
     def process_docs(self, dataset):
         return self.benchmark.prepare_docs(dataset, self.check_doc)
@@ -119,38 +154,19 @@ class VideoTask(ABC):
         return video_messages(video, text, *self.clip(doc))
 
 
-@dataclass(frozen=True)
-class Category:
-    """A doc field each of whose values has an accuracy of its own, ``accuracy_<name>``."""
-
-    field: str
-    values: tuple  # the values a doc may have, checked when it loads
-    names: tuple | None = None  # each value's name in the metrics, in the same order; by default the value
-
-    @property
-    def metric_names(self) -> tuple:
-        return self.names or self.values
-
-    def name_of(self, doc: dict):
-        return self.metric_names[self.values.index(doc[self.field])]
-
-
 @dataclass(frozen=True, eq=False, kw_only=True, repr=False)
 class MultipleChoiceTask(VideoTask):
     """A question shown with its options lettered A, B, ...; the key is the right option's letter,
-    read out of the reply by ``parse_choice``. ``process_results`` scores ``accuracy`` and, with a
-    ``category``, the accuracy of each of its values."""
+    read out of the reply by ``parse_choice``. ``process_results`` scores ``accuracy`` and the
+    accuracy of each category's names."""
 
     options: Callable[[dict], list]  # the doc's option texts in order; DocProblem when they are malformed
     answer: str  # the field naming the right option: its index, or its text where ``answer_is_text``
     answer_is_text: bool = False
-    category: Category | None = None
     strip_question: bool = False  # the question is shown without the white space around it
 
     def check_content(self, doc: dict) -> None:
         self.answer_index(doc, self.options(doc))
-        if self.category:
-            one_of(doc, self.category.field, self.category.values)
 
     def answer_index(self, doc: dict, options: list) -> int:
         """The right option's place; an index out of range, or a text that is not exactly one
@@ -175,8 +191,7 @@ class MultipleChoiceTask(VideoTask):
 
     def process_results(self, doc: dict, results: list[str]) -> dict:
         reply = results[0]
-        categories = self.category.metric_names if self.category else ()
         if problem_of(doc):
-            return score(False, reply, categories=categories, doc=doc)
+            return score(False, reply, categories=self.category_names, doc=doc)
         correct = parse_choice(reply, self.lettered_options(doc)) == self.target(doc)
-        return score(correct, reply, self.category.name_of(doc) if self.category else None, categories, doc=doc)
+        return score(correct, reply, self.categories_of(doc), self.category_names, doc=doc)

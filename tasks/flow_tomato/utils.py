@@ -1,8 +1,10 @@
-"""flow_tomato: TOMATO's multiple-choice questions, with accuracy per reasoning type.
+"""flow_tomato: TOMATO's multiple-choice questions, with accuracy per reasoning and demonstration type.
 
 A doc has ``question``, ``options`` (a list), ``answer`` (the index of the right option),
 ``reason_type`` (count, direction, rotation, shape&trend, velocity&frequency, visual_cues),
-``demonstration_type`` and ``video_path`` (relative to ``$HF_HOME/TOMATO``, upstream's folder).
+``demonstration_type`` (human, object, simulated) and ``video_path`` (relative to
+``$HF_HOME/TOMATO``, upstream's folder). Both types get accuracies of their own, as TOMATO's
+evaluation reports them.
 The prompt is the question with lettered options and a one-letter instruction rather than
 TOMATO's long free-form prompt, so that replies are short and read by rules.
 """
@@ -19,13 +21,14 @@ from lmms_eval_flow.scoring.task_utils import (
 from lmms_eval_flow.scoring.video_task import Category, MultipleChoiceTask
 
 REASON_TYPES = ("count", "direction", "rotation", "shape&trend", "velocity&frequency", "visual_cues")
+DEMONSTRATION_TYPES = ("human", "object", "simulated")
 TASK = MultipleChoiceTask(
     benchmark=Benchmark(name="tomato", hub_path="lmms-eval/TOMATO", cache_dir="TOMATO",
                         published_sizes={("default", "test"): ("flow_tomato", 1484)}),
     required={"question": str, "video_path": str},
     options=partial(require_texts, name="options"),
     answer="answer",
-    category=Category("reason_type", REASON_TYPES),
+    categories=(Category.one_each("reason_type", REASON_TYPES), Category.one_each("demonstration_type", DEMONSTRATION_TYPES)),
     videos=("{video_path}",),
 )
 DATASET_PATH, DATASET_KWARGS = TASK.benchmark.dataset_path(), TASK.benchmark.dataset_kwargs()

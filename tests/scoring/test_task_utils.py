@@ -160,6 +160,56 @@ def test_every_fixture_doc_passes_its_benchmark_check_and_a_broken_one_does_not(
             utils.check_doc({**doc, answer: None, "flow_config": config or "default"})
 
 
+@pytest.mark.parametrize("name, config, task, field", [
+    ("nextqa", "MC", "flow_nextqa", "type"), ("activitynetqa", None, "flow_activitynetqa", "type"),
+    ("longvideobench", None, "flow_longvideobench", "question_category"), ("tomato", None, "flow_tomato", "demonstration_type")])
+def test_a_doc_whose_category_is_missing_or_unknown_is_a_doc_problem_at_load(name, config, task, field):
+    """The breakdown fields are read like any other: a bad one is the doc's problem, found when the task loads."""
+    import importlib
+
+    utils = importlib.import_module(f"lmms_eval_flow.tasks.{task}.utils")
+    doc = fixture_docs(name, config)[0]
+    with pytest.raises(DocProblem, match=f"field '{field}' is missing, not one of"):
+        utils.check_doc({**{key: value for key, value in doc.items() if key != field}, "flow_config": config or "default"})
+    with pytest.raises(DocProblem, match=f"field '{field}' = 'XX' is not one of"):
+        utils.check_doc({**doc, field: "XX", "flow_config": config or "default"})
+    docs = utils.process_docs(datasets.Dataset.from_list([doc, {**doc, field: None}]))
+    assert docs[0]["flow_problem"] is None
+    assert "doc 1 " in docs[1]["flow_problem"] and f"field '{field}' = None is not one of" in docs[1]["flow_problem"]
+
+
+def test_a_nextqa_question_counts_in_its_type_and_its_group():
+    """TP (previous) and TN (next) are one before/after type, as NExT-QA's evaluation counts them."""
+    from lmms_eval_flow.tasks.flow_nextqa import utils
+
+    docs = list(utils.process_docs(datasets.Dataset.from_list(fixture_docs("nextqa", "MC"))))
+    previous = docs[4]
+    assert previous["type"] == "TP" and previous["answer"] == 0
+    metrics = utils.process_results(previous, ["A"])
+    scored = {name: value for name, value in metrics.items() if name.startswith("accuracy") and value is not None}
+    assert scored == {"accuracy": 1.0, "accuracy_temporal": 1.0, "accuracy_temporal_before_after": 1.0}
+    assert metrics["accuracy_temporal_when"] is None and metrics["accuracy_causal"] is None
+
+
+def test_activitynetqa_reports_the_official_raw_match_with_the_normalised_one_beside_it():
+    from lmms_eval_flow.tasks.flow_activitynetqa import utils
+
+    docs = list(utils.process_docs(datasets.Dataset.from_list(fixture_docs("activitynetqa"))))
+    dancing, two = docs[0], docs[2]  # a motion question answered "dancing", a number question answered "2"
+    as_written = utils.process_results(dancing, ["dancing"])
+    assert as_written["exact_match_raw"] == as_written["exact_match_raw_motion"] == as_written["exact_match_normalized"] == 1.0
+    capitalised = utils.process_results(dancing, ["Dancing."])
+    assert capitalised["exact_match_raw"] == capitalised["exact_match_raw_motion"] == 0.0
+    assert capitalised["exact_match_normalized"] == 1.0
+    spelled = utils.process_results(two, ["Two"])
+    assert (spelled["exact_match_raw"], spelled["exact_match_normalized"]) == (0.0, 1.0)
+    assert spelled["exact_match_raw_free"] == spelled["exact_match_raw_free_number"] == 0.0
+    assert spelled["exact_match_raw_motion"] is None and spelled["truncated"] is None
+    cut_off = utils.process_results(two, ["<think>one, two... or is it"])
+    assert cut_off["truncated"] == 2
+    assert cut_off["exact_match_raw"] == cut_off["exact_match_normalized"] == cut_off["token_f1"] == 0.0
+
+
 def test_an_override_without_the_benchmark_folder_says_so_and_uses_the_hub(monkeypatch, tmp_path, warnings):
     monkeypatch.setenv(DATA_DIR_VARIABLE, str(tmp_path))
     assert BENCHMARK.dataset_path() == "org/Demo"

@@ -1,6 +1,7 @@
 """The declared task hooks (``scoring.video_task``) as lmms-eval loads them from a task YAML: an
-invalid doc is a text-only prompt any model can run and a wrong score, and the hooks' reprs, which
-lmms-eval writes into the results JSON, stay short."""
+invalid doc is a text-only prompt any model can run and a wrong score, a reply cut off while it
+reasons is truncated and wrong, and the hooks' reprs, which lmms-eval writes into the results
+JSON, stay short."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from lmms_eval.protocol import ChatMessages
 from lmms_eval.utils import load_yaml_config
 from task_fixtures import FIXTURES
 
-from lmms_eval_flow.scoring.task_utils import DATA_DIR_VARIABLE
+from lmms_eval_flow.scoring.task_utils import DATA_DIR_VARIABLE, truncated_replies
 
 
 @pytest.fixture
@@ -54,6 +55,21 @@ def test_a_valid_doc_is_its_video_then_its_question(tomato, tmp_path):
     assert turn["content"][0] == {"type": "video", "url": video}
     assert turn["content"][1]["text"].startswith(f"{docs[0]['question']}\nA. 1\nB. 2\nC. 3")
     assert config["process_results"](docs[0], ["C"])["failed_samples"] is None
+
+
+def test_a_reply_cut_off_inside_its_reasoning_is_truncated_and_wrong(tomato):
+    config, docs = tomato
+    rotation = docs[2]  # answer 3 (D); reason type rotation, demonstrated by a human
+    cut_off = config["process_results"](rotation, ["<think>let me see ... "])
+    assert cut_off["truncated"] == 2 and cut_off["failed_samples"] is None
+    assert cut_off["accuracy"] == cut_off["accuracy_rotation"] == cut_off["accuracy_human"] == 0.0
+    answered = config["process_results"](rotation, ["<think>The hand turns one way all along.</think>\nD"])
+    assert answered["truncated"] is None
+    assert answered["accuracy"] == answered["accuracy_rotation"] == answered["accuracy_human"] == 1.0
+    assert answered["accuracy_count"] is None and answered["accuracy_object"] is None
+    # Even the right letter before a block left open is a cut-off reply.
+    assert config["process_results"](rotation, ["D <think>or is it"])["accuracy"] == 0.0
+    assert truncated_replies([None, 2, None, 0]) == {"count": 2, "docs": [2, 0]}
 
 
 def test_the_hooks_reprs_name_the_task_only():
