@@ -35,6 +35,9 @@ def _check_edges_args(args: argparse.Namespace) -> None:
     for flag in ("prefix", "frames", "tokens_per_frame", "question", "template"):
         if getattr(args, flag) < 0:
             raise ValueError(f"--{flag.replace('_', '-')} {getattr(args, flag)} must not be negative")
+    if not 0 <= args.instruction <= args.question:
+        raise ValueError(f"--instruction {args.instruction} is not a count of the last --question positions; "
+                         f"valid: 0 to {args.question}")
     if args.frames > MAX_FRAMES:
         raise ValueError(f"--frames {args.frames} is more than {MAX_FRAMES}, the most frames edges plans")
     if args.frames and not args.tokens_per_frame:
@@ -51,7 +54,9 @@ def cmd_edges(args: argparse.Namespace) -> None:
     from lmms_eval_flow.engine.regimes import build_regime
 
     _check_edges_args(args)
-    layout = TokenLayout.synthetic(args.prefix, args.frames, args.tokens_per_frame, args.question, args.template)
+    # The instruction closes the user text but is template (SPEC), as Map the Flow's code counts it.
+    layout = TokenLayout.synthetic(args.prefix, args.frames, args.tokens_per_frame, args.question - args.instruction,
+                                   args.template + args.instruction)
     plan = SamplePlan(build_regime(args.regime, args.layers, **_regime_args(args)), layout)
     print(json.dumps({
         "regime": args.regime,
@@ -60,6 +65,10 @@ def cmd_edges(args: argparse.Namespace) -> None:
         "kept": plan.edges / plan.full_edges,
         "settings": plan.regime.settings,
     }))
+    if args.per_layer:
+        for layer, edges in enumerate(plan.edges_per_layer, start=1):
+            print(json.dumps({"layer": layer, "edges": edges, "full_edges": plan.full_layer_edges,
+                              "kept": edges / plan.full_layer_edges}))
 
 
 def cmd_tasks_dir(args: argparse.Namespace) -> None:
@@ -183,9 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
     edges = commands.add_parser("edges", help="attention edges a regime keeps on a synthetic layout")
     edges.add_argument("--layers", type=int, required=True, help="language-model depth L")
     for name, help_text in [("prefix", "positions before the video"), ("frames", "video frames"),
-                            ("tokens-per-frame", "tokens per frame"), ("question", "question positions"),
-                            ("template", "template positions after the question (the last position is extra)")]:
+                            ("tokens-per-frame", "tokens per frame"),
+                            ("question", "positions of the user text after the video: the question and its options, "
+                                         "and the task's instruction (see --instruction)"),
+                            ("template", "template positions after the user text (the last position is extra)")]:
         edges.add_argument(f"--{name}", type=int, required=True, help=help_text)
+    edges.add_argument("--instruction", type=int, default=0, metavar="N",
+                       help="of the --question positions, the last N are the task's instruction ('Only give the best "
+                            "option.') and count as template, as SPEC and Map the Flow's code have it; the layout's "
+                            "length stays, so planning with and without it shows what counting the instruction as "
+                            "question would change (default 0: all --question positions are question)")
+    edges.add_argument("--per-layer", action="store_true",
+                       help="after the totals, one line per layer (1..L) with its allowed edges and kept share")
     _add_regime_flags(edges)
     edges.set_defaults(run=cmd_edges)
 

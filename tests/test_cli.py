@@ -74,6 +74,53 @@ def test_edges_counts_a_layout_at_the_size_limit_from_group_sizes():
     assert json.loads(run.stdout)["edges"] == json.loads(run.stdout)["full_edges"] == 28 * length * (length + 1) // 2
 
 
+# prefix 1 | frame 0: 2 | frame 1: 2 | question | template 1 | last 1, three layers; effective with
+# cross-frame only in layer 1, question reading video in 1-2 and last reading question throughout.
+SMALL = ["--layers", "3", "--prefix", "1", "--frames", "2", "--tokens-per-frame", "2", "--template", "1",
+         "--regime", "effective", "--cross-frame", "1-1", "--video-question", "1-2", "--question-last", "1-3"]
+
+
+def test_edges_per_layer_prints_each_layer_s_count_as_the_rules_allow_it():
+    """9 positions, 45 causal pairs a layer; last never reads the 4 video tokens nor itself (-5) in any layer.
+    Layer 1 allows the rest (40); layer 2 blocks frame 1 reading frame 0 (2 x 2: 36); layer 3, after
+    video_question, blocks video reading video (3 + 3 within the frames, 4 across) and question reading
+    video (2 x 4): 45 - 5 - 10 - 8 = 22."""
+    run = cli("edges", *SMALL, "--question", "2", "--per-layer")
+    assert run.returncode == 0, run.stderr
+    total, *layers = map(json.loads, run.stdout.splitlines())
+    assert (total["edges"], total["full_edges"]) == (98, 135)
+    assert layers == [{"layer": 1, "edges": 40, "full_edges": 45, "kept": 40 / 45},
+                      {"layer": 2, "edges": 36, "full_edges": 45, "kept": 36 / 45},
+                      {"layer": 3, "edges": 22, "full_edges": 45, "kept": 22 / 45}]
+
+
+def test_edges_without_per_layer_prints_the_totals_alone():
+    run = cli("edges", *SMALL, "--question", "2")
+    assert run.returncode == 0 and len(run.stdout.splitlines()) == 1 and json.loads(run.stdout)["edges"] == 98
+
+
+def test_edges_instruction_counts_the_end_of_the_user_text_as_template():
+    """3 user-text positions, 10 in all (55 pairs a layer; last loses 5 in each): layers 1 and 2 keep
+    50 and 46 either way; in layer 3 each question position loses its 4 video keys. Counted as question
+    the instruction loses them too (55 - 5 - 10 - 3 x 4 = 28); as template it keeps them (32)."""
+    as_question, as_template = (cli("edges", *SMALL, "--question", "3", "--per-layer", *flags)
+                                for flags in ([], ["--instruction", "1"]))
+    assert as_question.returncode == as_template.returncode == 0, as_question.stderr + as_template.stderr
+    assert [json.loads(line)["edges"] for line in as_question.stdout.splitlines()] == [124, 50, 46, 28]
+    assert [json.loads(line)["edges"] for line in as_template.stdout.splitlines()] == [128, 50, 46, 32]
+    assert json.loads(as_template.stdout.splitlines()[0])["kept"] == pytest.approx(128 / 165)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("-1", "--instruction -1 is not a count of the last --question positions; valid: 0 to 3"),
+    ("4", "--instruction 4 is not a count of the last --question positions; valid: 0 to 3"),
+    ("2.5", "argument --instruction: invalid int value: '2.5'"),
+])
+def test_edges_refuses_an_instruction_that_is_not_part_of_the_question(value, message):
+    run = cli("edges", *SMALL, "--question", "3", "--instruction", value)
+    assert (run.returncode, run.stdout) == (2, "") and f"lmms-eval-flow edges: error: {message}" in run.stderr
+
+
 def test_tasks_dir_is_what_lmms_eval_needs():
     run = cli("tasks-dir")
     folder = Path(run.stdout.strip())
