@@ -23,7 +23,8 @@ from lmms_eval_flow.harness.lmms_eval_compat import HuggingfaceChatFlow
 class LlavaNextVideoFlow(HuggingfaceChatFlow):
     """LLaVA-NeXT-Video with ``regime=full|effective|random|staged|temporal_exit`` and its parameters."""
 
-    model_name, checkpoint_type = "llava_next_video_flow", "llava_next_video"
+    model_name = "llava_next_video_flow"  # its --model name: model_wrappers registers it from this line
+    checkpoint_type = "llava_next_video"
 
     def regime_session(self, backend: str) -> RegimeSession:
         return apply_regime(self.model, self.tokenizer, self.regime, backend)

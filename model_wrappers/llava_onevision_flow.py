@@ -26,7 +26,8 @@ class LlavaOnevisionFlow(FlowModel, LlavaHf):
     """LLaVA-OneVision with ``regime=full|effective|random|staged|temporal_exit`` and its parameters."""
 
     is_simple = False
-    model_name, checkpoint_type = "llava_onevision_flow", "llava_onevision"
+    model_name = "llava_onevision_flow"  # its --model name: model_wrappers registers it from this line
+    checkpoint_type = "llava_onevision"
     upstream_arguments = lmms_eval_arguments(LlavaHfSimple.__init__)
 
     def load_model(self, pretrained: str, **kwargs) -> None:

@@ -35,7 +35,8 @@ class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL):
     """
 
     is_simple = False
-    model_name, checkpoint_type = "qwen2_5_vl_flow", "qwen2_5_vl"
+    model_name = "qwen2_5_vl_flow"  # its --model name: model_wrappers registers it from this line
+    checkpoint_type = "qwen2_5_vl"
     upstream_arguments = lmms_eval_arguments(Qwen2_5_VLSimple.__init__)
     own_arguments = ("perturb", "perturb_seed", "dtype")
 

@@ -36,7 +36,8 @@ class Qwen3_VLFlow(FlowModel, Qwen3_VL):
     """Qwen3-VL with ``regime=full|effective|random|staged|temporal_exit`` and its parameters."""
 
     is_simple = False
-    model_name, checkpoint_type = "qwen3_vl_flow", "qwen3_vl"
+    model_name = "qwen3_vl_flow"  # its --model name: model_wrappers registers it from this line
+    checkpoint_type = "qwen3_vl"
     upstream_arguments = lmms_eval_arguments(Qwen3_VLSimple.__init__)
 
     def regime_session(self, backend: str) -> RegimeSession:

@@ -26,7 +26,8 @@ from lmms_eval_flow.harness.lmms_eval_compat import HuggingfaceChatFlow
 class VideoLLaMA3Flow(HuggingfaceChatFlow):
     """VideoLLaMA3 with ``regime=full|effective|random|staged|temporal_exit`` and its parameters."""
 
-    model_name, checkpoint_type = "videollama3_flow", "video_llama_3"
+    model_name = "videollama3_flow"  # its --model name: model_wrappers registers it from this line
+    checkpoint_type = "video_llama_3"
 
     def regime_session(self, backend: str) -> RegimeSession:
         return apply_regime(self.model, self.tokenizer, self.regime, backend)

@@ -1,6 +1,8 @@
-"""The four families beside Qwen2.5-VL, as the tests drive them: tiny checkpoint, model class,
-and processor inputs built the way each flow wrapper's lmms-eval path builds them (the regime goes
-on through ``lmms_eval_flow.engine.families.apply_regime``)."""
+"""The families beside Qwen2.5-VL, as the tests drive them: tiny checkpoint, model class, and
+processor inputs built the way each flow wrapper's lmms-eval path builds them (the regime goes on
+through ``lmms_eval_flow.engine.families.apply_regime``). The families are the declared tiny
+builders (``lmms_eval_flow.tiny.FAMILIES``); each needs its expectations in ``EXPECTED``, which
+tests/test_family_declarations.py checks."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from transformers import (
 )
 
 from lmms_eval_flow.harness.lmms_eval_compat import LmmsEvalProcessor
+from lmms_eval_flow.tiny import FAMILIES as TINY_FAMILIES
 from lmms_eval_flow.toy.clips import clip_path
 
 # The clip and question the families' tests ask about, and Qwen2.5-VL's inputs of them.
@@ -43,11 +46,15 @@ QWEN3_VL_PIXELS = 64 * 64
 @dataclass(frozen=True)
 class Family:
     name: str  # the make-tiny-model family
-    model: str  # the lmms-eval model name
     model_class: type
     depth: int
     frames: int  # frame groups of an 8-frame clip
     model_args: str  # small, CPU lmms-eval model args
+
+    @property
+    def model(self) -> str:
+        """The lmms-eval model name: a family's wrapper is ``<family>_flow``."""
+        return f"{self.name}_flow"
 
     def inputs(self, processor, video: str, questions: list[str]):
         """Processor output for one clip per question, as the wrapper's lmms-eval path makes it."""
@@ -74,12 +81,14 @@ def _qwen3_vl_inputs(processor, video: str, questions: list[str]):
 
 
 CPU = "device=cpu,device_map=cpu"
-FAMILIES = [
-    Family("llava_onevision", "llava_onevision_flow", LlavaOnevisionForConditionalGeneration,
-           28, 8, CPU),
-    Family("llava_next_video", "llava_next_video_flow", LlavaNextVideoForConditionalGeneration,
-           32, 8, CPU),
-    Family("videollama3", "videollama3_flow", VideoLlama3ForConditionalGeneration, 28, 8, CPU),
-    Family("qwen3_vl", "qwen3_vl_flow", Qwen3VLForConditionalGeneration, 36, 4,
-           f"{CPU},max_pixels={QWEN3_VL_PIXELS},min_pixels={QWEN3_VL_PIXELS},max_num_frames=8"),
-]
+# What each family's tiny checkpoint is expected to be and run with: model class, depth, frame
+# groups of an 8-frame clip, lmms-eval model args. (Qwen2.5-VL's tests use make_inputs and
+# conftest's SMALL_VIDEO_ARGS.)
+EXPECTED = {
+    "llava_onevision": (LlavaOnevisionForConditionalGeneration, 28, 8, CPU),
+    "llava_next_video": (LlavaNextVideoForConditionalGeneration, 32, 8, CPU),
+    "videollama3": (VideoLlama3ForConditionalGeneration, 28, 8, CPU),
+    "qwen3_vl": (Qwen3VLForConditionalGeneration, 36, 4,
+                 f"{CPU},max_pixels={QWEN3_VL_PIXELS},min_pixels={QWEN3_VL_PIXELS},max_num_frames=8"),
+}
+FAMILIES = [Family(name, *EXPECTED[name]) for name in TINY_FAMILIES if name in EXPECTED]

@@ -4,7 +4,8 @@ A tiny checkpoint lets users smoke-test their setup and lets the tests exercise 
 ``from_pretrained`` / processor / lmms-eval loading paths without downloading gigabytes.
 Everything is random (weights, and a tokenizer trained on a small built-in corpus), so the
 answers are gibberish; only the shapes, token layout and code paths are real. One builder per
-family (``qwen2_5_vl``, ``families``), one shared tokenizer helper (``tokenizers``).
+family, ``build_<family>`` (in ``qwen2_5_vl`` and ``families``), found by its name: a new family's
+builder needs no line elsewhere; one shared tokenizer helper (``tokenizers``).
 
 Usage::
 
@@ -17,16 +18,24 @@ May import: the engine is not needed; transformers and tokenizers only.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
-from lmms_eval_flow.tiny.families import FAMILY_BUILDERS
-from lmms_eval_flow.tiny.qwen2_5_vl import build_qwen2_5_vl
+from lmms_eval_flow.tiny import families, qwen2_5_vl
 
-FAMILIES: dict[str, Callable[..., None]] = {
-    "qwen2_5_vl": build_qwen2_5_vl,
-    **FAMILY_BUILDERS,  # llava_onevision, llava_next_video, videollama3, qwen3_vl (families.py)
-}
+BUILDER_PREFIX = "build_"
+
+
+def declared_builders(*modules) -> dict[str, Callable[..., None]]:
+    """Family name -> builder: each ``build_<family>(out_dir, seed, **options)`` that ``modules``
+    define, in the order they define them."""
+    return {name.removeprefix(BUILDER_PREFIX): value for module in modules for name, value in vars(module).items()
+            if name.startswith(BUILDER_PREFIX) and inspect.isfunction(value) and value.__module__ == module.__name__}
+
+
+# qwen2_5_vl (its own module), then llava_onevision, llava_next_video, videollama3, qwen3_vl (families.py)
+FAMILIES = declared_builders(qwen2_5_vl, families)
 
 
 def make_tiny_model(out_dir: str | Path, family: str = "qwen2_5_vl", seed: int = 0, **options) -> Path:

@@ -3,7 +3,8 @@
 Each keeps the real config, model, processor and tokenizer classes and the real language-model
 depth of the checkpoint the family's flow wrapper was designed for, so layer ranges mean the
 same layers as on the real model; widths and image sizes are shrunk so a checkpoint is a few MB
-and one 8-frame 56x56 clip costs a few tokens per frame. ``lmms_eval_flow.tiny.FAMILIES`` lists them.
+and one 8-frame 56x56 clip costs a few tokens per frame. ``lmms_eval_flow.tiny.FAMILIES``
+finds each by its name, ``build_<family>``.
 
 The tokenizers come from ``tokenizers`` (training corpus, tokenizer trainer, chat template),
 shared with the Qwen2.5-VL builder.
@@ -266,11 +267,3 @@ def build_qwen3_vl(out_dir: Path, seed: int) -> None:
     )
     _save(out_dir, seed, Qwen3VLForConditionalGeneration, config, processor,
           [tokenizer.eos_token_id, tokenizer.pad_token_id])
-
-
-FAMILY_BUILDERS = {
-    "llava_onevision": build_llava_onevision,
-    "llava_next_video": build_llava_next_video,
-    "videollama3": build_videollama3,
-    "qwen3_vl": build_qwen3_vl,
-}
