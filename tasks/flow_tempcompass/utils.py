@@ -34,9 +34,9 @@ from lmms_eval_flow.scoring.task_utils import (
     prompt,
     score,
 )
-from lmms_eval_flow.scoring.video_task import VideoTask
+from lmms_eval_flow.scoring.video_task import Category, VideoTask
 
-ASPECTS = ("action", "speed", "direction", "order", "attribute_change")
+ASPECTS = Category.one_each("dim", ("action", "speed", "direction", "order", "attribute_change"))
 
 # "A. text", " D. text", "C.text" (multi-choice); "Caption A: text", "Option 1: text" (caption matching).
 _OPTION_LINE = re.compile(r"^\s*(?:(?:Option|Sentence|Caption) )?(?P<key>[A-Z1-9])(?:\.|:)\s*(?P<text>\S.*)$")
@@ -91,7 +91,6 @@ class TempCompass(VideoTask):
     """The format's prompt and key; the answer checked against the options the question lists."""
 
     def check_content(self, doc: dict) -> None:
-        one_of(doc, "dim", ASPECTS)
         if doc["flow_config"] == "yes_no":
             one_of(doc, "answer", ("yes", "no"))
         elif _answer_key(doc["answer"]) not in options(doc):
@@ -124,6 +123,7 @@ TASK = TempCompass(
     ),
     required={"video_id": (str, int), "question": str, "answer": str},
     videos=("videos/{video_id}.mp4",),
+    categories=(ASPECTS,),
 )
 DATASET_PATH, DATASET_KWARGS = TASK.benchmark.dataset_path(), TASK.benchmark.dataset_kwargs()
 check_doc, process_docs, doc_to_visual = TASK.check_doc, TASK.process_docs, TASK.doc_to_visual
@@ -134,9 +134,9 @@ doc_to_target = TASK.doc_to_target
 def process_results(doc: dict, results: list[str]) -> dict:
     reply = results[0]
     if problem_of(doc):
-        return score(False, reply, categories=ASPECTS, doc=doc)
+        return score(False, reply, categories=TASK.category_names, doc=doc)
     if doc["flow_config"] == "yes_no":
         picked = parse_yes_no(reply)
     else:
         picked = parse_choice(reply, options(doc))
-    return score(picked == doc_to_target(doc), reply, doc["dim"], ASPECTS, doc=doc)
+    return score(picked == doc_to_target(doc), reply, TASK.categories_of(doc), TASK.category_names, doc=doc)
