@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import inspect
 import os
+import time
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
+import torch
 from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
 from lmms_eval.api.model import CacheHook
 from lmms_eval.utils import simple_parse_args_string
@@ -51,7 +53,7 @@ from lmms_eval_flow.engine.plan import SamplePlan
 from lmms_eval_flow.engine import families
 from lmms_eval_flow.engine.regimes import PARAMETERS, Regime, build_regime
 from lmms_eval_flow.harness.ledger import LedgerError
-from lmms_eval_flow.harness.reply import FlowReply, note_flow_model_loaded
+from lmms_eval_flow.harness.reply import FlowReply, PrefillCost, note_flow_model_loaded
 from lmms_eval_flow.harness.results_files import install_results_check
 from lmms_eval_flow.harness.run_errors import REPEATED_ERRORS, ConfigurationError, RepeatedGenerationError, RunStopped, fix_for
 from lmms_eval_flow.harness.sample_checks import (MIN_FRAMES, DocProblem, SampleFailure, check_sample, describe,
@@ -155,7 +157,9 @@ class _Attempt:
     plans: dict[int, SamplePlan] = field(default_factory=dict)  # the prefill plan of each request run
     answered: set[int] = field(default_factory=set)
     failures: dict[int, str] = field(default_factory=dict)  # why a request cannot be answered
+    costs: dict[int, PrefillCost] = field(default_factory=dict)  # what the prefill of each request run cost
     steps: int = 0  # forward passes of the batch being generated: one per generated token
+    prefill_started: float | None = None  # perf_counter when the running batch's prefill began
 
     def next_to_answer(self) -> int:
         """Answers come in the order the prompts were built."""
@@ -265,7 +269,13 @@ class FlowModel:
         self._same_errors: list[str] = []  # the samples that failed generation in a row with one error
         self._last_error: str | None = None
         self.cache_hook = _AnswerHook(self)
-        self.model.get_decoder().register_forward_pre_hook(self._before_decoder)
+        decoder = self.model.get_decoder()
+        decoder.register_forward_pre_hook(self._before_decoder)
+        decoder.register_forward_hook(self._after_decoder, with_kwargs=True)
+        self._decoder_gpus = {p.device for p in decoder.parameters() if p.device.type == "cuda"}
+        text = self.model.config.get_text_config()
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        self._flops_per_edge = 4 * head_dim * text.num_attention_heads
         note_flow_model_loaded()
         logger.info(f"{type(self).__name__}: regime {self.regime.describe()}")
         source = self.regime.settings.get("ranges_from", "")
@@ -306,7 +316,7 @@ class FlowModel:
         for index, key in self._ledger_keys.items():
             record = key and self.ledger.reply_for(*key)
             if record:
-                reply = FlowReply(record["reply"], record["edges"], record["full_edges"])
+                reply = FlowReply.recorded(record)
                 self._replies[index] = GenerationResult(text=reply, token_counts=None)
                 served += 1
         if served:
@@ -404,7 +414,7 @@ class FlowModel:
     def _before_decoder(self, module, args) -> None:
         """Before each forward pass of the text decoder: count the batch's generated tokens
         (as lmms-eval counts them: one per pass, padding included), and at the prefill refuse a
-        batch with a video over ``video_token_budget``."""
+        batch with a video over ``video_token_budget`` or else start its clock."""
         attempt, batch = self._attempt, ACTIVE_BATCH.get()
         if attempt is None or batch is None:
             return
@@ -415,6 +425,7 @@ class FlowModel:
         self._claim_plans()
         budget = self.run_options.video_token_budget
         if budget is None:
+            attempt.prefill_started = self._settled()
             return
         tokens_of = {i: plan.layout.size("video") for i, plan in attempt.plans.items()
                      if any(plan is row for row in batch.plans)}  # the requests of this batch
@@ -423,6 +434,40 @@ class FlowModel:
             attempt.failures[index] = f"its video has {tokens:,} tokens, over video_token_budget={budget:,}"
         if over:
             raise VideoTokenBudgetExceeded(f"{len(over)} sample(s) of this batch exceed video_token_budget={budget}")
+        attempt.prefill_started = self._settled()
+
+    def _after_decoder(self, module, args, kwargs, output) -> None:
+        """After the text decoder's prefill: what it cost each row of the batch (``PrefillCost``).
+
+        ``prefill_seconds`` is the decoder's prefill forward (the vision encoder, which runs
+        before it, is not included), its batch's time divided by the batch's rows, so a task's
+        times add up to the time its prefills took. ``kv_cache_bytes`` is summed over the key and
+        value tensors of every layer of the cache the decoder returns, counting of each row its
+        own positions only (a row's left padding is the batch's, not the sample's): with one row,
+        exactly every byte of the cache; under temporal exit, the late layers' shorter tensors."""
+        attempt, batch = self._attempt, ACTIVE_BATCH.get()
+        if attempt is None or batch is None or not batch.prefill or attempt.prefill_started is None:
+            return
+        seconds = (self._settled() - attempt.prefill_started) / len(batch.plans)
+        attempt.prefill_started = None
+        cache = getattr(output, "past_key_values", None)
+        cache = kwargs.get("past_key_values") if cache is None else cache
+        tensors = [tensor for layer in getattr(cache, "layers", []) for tensor in (layer.keys, layer.values)
+                   if tensor is not None and tensor.numel()]
+        row_of = {id(plan): row for row, plan in enumerate(batch.plans)}
+        for index, plan in attempt.plans.items():
+            row = row_of.get(id(plan))
+            if row is None:
+                continue  # a request of an earlier batch
+            kv_bytes = sum(tensor[row, ..., batch.pads[row]:, :].numel() * tensor.element_size() for tensor in tensors)
+            attempt.costs[index] = PrefillCost(seconds, kv_bytes, self._flops_per_edge * plan.edges)
+
+    def _settled(self) -> float:
+        """The time once the decoder's GPUs have run what was queued on them: CUDA runs kernels
+        asynchronously, so a clock read without waiting would time the queueing only."""
+        for device in self._decoder_gpus:
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
 
     def _answered(self, text: str) -> None:
         """lmms-eval's wrapper has an answer: pair it with its request and plan."""
@@ -442,13 +487,13 @@ class FlowModel:
             self._fail(index, failure)
             return
         self._last_error, self._same_errors = None, []
-        reply = FlowReply(text, plan.edges, plan.full_edges)
+        reply = FlowReply(text, plan.edges, plan.full_edges, cost=attempt.costs.get(index))
         self._replies[index] = GenerationResult(text=reply, token_counts=TokenCounts(output_tokens=attempt.steps))
         key = self._ledger_keys.get(index)
         if key:
             task, doc, request = key
             try:
-                self.ledger.append(task, self._requests[index].doc_id, doc, request, reply, plan.edges, plan.full_edges)
+                self.ledger.append(task, self._requests[index].doc_id, doc, request, reply)
             except OSError as error:
                 raise LedgerError(f"cannot write the edge ledger in {self.ledger.directory} ({describe(error)}); "
                                   f"give a writable folder with edge_ledger=DIR") from error

@@ -1,4 +1,5 @@
-"""The edge ledger: every answered sample's reply and attention edges, kept as it is answered,
+"""The edge ledger: every answered sample's reply, attention edges and measured prefill cost, kept
+as it is answered,
 so that a run interrupted and resumed with lmms-eval's ``--use_cache`` loses and recomputes nothing.
 
 Why lmms-eval's response cache is not enough on its own:
@@ -7,12 +8,12 @@ Why lmms-eval's response cache is not enough on its own:
   them (one call for every task of the run), in a folder of that run that is merged into the
   shared cache only when the run ends well: a run killed after hours leaves nothing to reuse;
 - it keeps reply *text* only, so a reply it serves reaches the task's scorer without the
-  sample's edge counts.
+  sample's edge counts and costs.
 
 So a flow model run under lmms-eval's response cache appends each answered sample here as soon
 as it has it, answers from here the requests the response cache sends it again after an
-interruption, and the scorer finds here the edges of replies that the response cache serves as
-plain text. As lmms-eval caches only deterministic generation, so does the ledger.
+interruption, and the scorer finds here the edges and costs of replies that the response cache
+serves as plain text. As lmms-eval caches only deterministic generation, so does the ledger.
 
 Layout: ``<root>/<fingerprint>/rank_<r>.jsonl`` with ``<root>`` the model argument
 ``edge_ledger=DIR`` or ``$HF_HOME/lmms_eval_flow/edge_ledgers``; ``fingerprint`` covers every model
@@ -38,7 +39,7 @@ import sys
 import threading
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -212,10 +213,11 @@ class EdgeLedger:
                               f"give a writable folder with edge_ledger=DIR") from error
 
     # -- writing -----------------------------------------------------------------------------
-    def append(self, task: str, doc_id: int, doc: str, request: str, reply: str, edges: int, full_edges: int) -> None:
-        """Record one answered sample, on disk before this returns."""
+    def append(self, task: str, doc_id: int, doc: str, request: str, reply: str) -> None:
+        """Record one answered sample, a ``FlowReply`` with its edges and measured cost, on disk before this returns."""
+        costs = asdict(reply.cost) if reply.cost else {}
         record = {"task": task, "doc_id": doc_id, "doc": doc, "request": request, "reply": str(reply),
-                  "edges": int(edges), "full_edges": int(full_edges)}
+                  "edges": reply.edges, "full_edges": reply.full_edges, **costs}
         with self._lock:
             handle = self._open()
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -249,11 +251,13 @@ class EdgeLedger:
         """The record of an earlier answer to exactly this request, if there is one."""
         return next((r for r in reversed(self.records(task, doc)) if r["request"] == request), None)
 
-    def edges_for(self, task: str, doc: str, reply: str) -> tuple[int, int]:
-        """(edges, full_edges) of the sample whose reply lmms-eval's cache served as plain text."""
-        found = {(r["edges"], r["full_edges"]) for r in self.records(task, doc) if r["reply"].strip() == reply.strip()}
+    def record_of(self, task: str, doc: str, reply: str) -> dict:
+        """The record (edges and cost) of the sample whose reply lmms-eval's cache served as plain
+        text: the latest, if several, as a sample's edges never change but its measured cost may."""
+        matching = [r for r in self.records(task, doc) if r["reply"].strip() == reply.strip()]
+        found = {(r["edges"], r["full_edges"]) for r in matching}
         if len(found) == 1:
-            return found.pop()
+            return matching[-1]
         if not found:
             raise LookupError(
                 f"{task}: reply {reply[:60]!r} came from lmms-eval's response cache, but the edge ledger "

@@ -11,7 +11,7 @@ from lmms_eval.protocol import ChatMessages
 from lmms_eval.utils import load_yaml_config
 
 from lmms_eval_flow.toy.clips import clip_path
-from lmms_eval_flow.harness.reply import FlowReply
+from lmms_eval_flow.harness.reply import FlowReply, PrefillCost
 
 TASK_DIR = Path(__file__).resolve().parents[2] / "tasks" / "flow_synthetic"
 DOCS = [json.loads(line) for line in (TASK_DIR / "test.jsonl").read_text().splitlines()]
@@ -52,10 +52,10 @@ def test_config_is_greedy_and_declares_the_flow_metrics(config):
     assert config["generation_kwargs"]["do_sample"] is False
     assert config["generation_kwargs"]["temperature"] == 0
     metrics = {m["metric"]: m for m in config["metric_list"]}
-    assert set(metrics) == {"accuracy", "attention_edges", "attention_kept", "failed_samples"}
+    costs = {"attention_edges", "attention_kept", "prefill_seconds", "kv_cache_bytes", "attention_flops"}
+    assert set(metrics) == {"accuracy", *costs, "failed_samples"}
     assert metrics["accuracy"]["higher_is_better"] is True
-    assert metrics["attention_edges"]["higher_is_better"] is False
-    assert metrics["attention_kept"]["higher_is_better"] is False
+    assert all(metrics[name]["higher_is_better"] is False for name in costs)
 
 
 def test_data_file_resolves_next_to_the_yaml(config):
@@ -117,9 +117,11 @@ def test_process_results_scores_a_plain_reply(config, doc):
     assert score(doc, [""]) == {"accuracy": 0.0}
 
 
-def test_process_results_passes_attention_edges_through(config):
+def test_process_results_passes_attention_edges_and_costs_through(config):
     doc = DOCS[0]
-    right = config["process_results"](doc, [FlowReply(doc["answer"], edges=300, full_edges=1200)])
-    assert right == {"accuracy": 1.0, "attention_edges": 300, "attention_kept": 0.25, "failed_samples": None}
+    cost = PrefillCost(prefill_seconds=0.125, kv_cache_bytes=65536, attention_flops=76800)
+    right = config["process_results"](doc, [FlowReply(doc["answer"], edges=300, full_edges=1200, cost=cost)])
+    assert right == {"accuracy": 1.0, "attention_edges": 300, "attention_kept": 0.25, "prefill_seconds": 0.125,
+                     "kv_cache_bytes": 65536, "attention_flops": 76800, "failed_samples": None}
     wrong = config["process_results"](doc, [FlowReply(_wrong_letter(doc), edges=1200, full_edges=1200)])
     assert wrong == {"accuracy": 0.0, "attention_edges": 1200, "attention_kept": 1.0, "failed_samples": None}

@@ -25,7 +25,7 @@ from lmms_eval_flow.atomic import atomic_write_bytes, atomic_write_text
 from lmms_eval_flow.harness.flow_model import FailedSampleError, LedgerError, RunOptions
 from lmms_eval_flow.harness.run_errors import ConfigurationError, NothingRan, RepeatedGenerationError, check_some_ran
 from lmms_eval_flow.harness.ledger import EdgeLedger, asked_by_response_cache, doc_key, fingerprint, scoring_task
-from lmms_eval_flow.harness.reply import FlowReply, attention_metrics, note_flow_model_loaded
+from lmms_eval_flow.harness.reply import FlowReply, PrefillCost, attention_metrics, note_flow_model_loaded
 from lmms_eval_flow.harness.sample_checks import check_sample, frames_to_sample, video_problem
 from lmms_eval_flow.scoring.task_utils import failed_samples, mean_of_scored, score, video_messages
 
@@ -93,9 +93,11 @@ def test_a_failed_sample_scores_as_wrong_without_edges_and_says_why():
     assert failed.strip().failure == failed.failure and pickle.loads(pickle.dumps(failed)).failure == failed.failure
     metrics = score(True, failed, "speed", ("action", "speed"))
     assert metrics == {"accuracy": 0.0, "accuracy_action": None, "accuracy_speed": 0.0, "attention_edges": None,
-                       "attention_kept": None, "failed_samples": "flow_x doc 3 (/v/3.mp4): no such file"}
-    ran = score(True, FlowReply("A", 30, 120))
-    assert ran == {"accuracy": 1.0, "attention_edges": 30, "attention_kept": 0.25, "failed_samples": None}
+                       "attention_kept": None, "prefill_seconds": None, "kv_cache_bytes": None,
+                       "attention_flops": None, "failed_samples": "flow_x doc 3 (/v/3.mp4): no such file"}
+    ran = score(True, FlowReply("A", 30, 120, cost=PrefillCost(0.5, 2048, 3840)))
+    assert ran == {"accuracy": 1.0, "attention_edges": 30, "attention_kept": 0.25, "prefill_seconds": 0.5,
+                   "kv_cache_bytes": 2048, "attention_flops": 3840, "failed_samples": None}
     assert failed_samples([None, "a", None, "b"]) == {"count": 2, "reasons": ["a", "b"]}
     assert mean_of_scored([30, None, 90]) == 60
 
@@ -103,25 +105,27 @@ def test_a_failed_sample_scores_as_wrong_without_edges_and_says_why():
 # -- the edge ledger -----------------------------------------------------------------------
 def test_the_ledger_survives_a_torn_last_line_and_reads_every_process(tmp_path):
     first = EdgeLedger(tmp_path, rank=0, about={"model": "m"})
-    first.append("flow_x", 0, "d0", "r0", "A", 10, 20)
+    first.append("flow_x", 0, "d0", "r0", FlowReply("A", 10, 20))
     first.close()
     with open(tmp_path / "rank_0.jsonl", "a") as handle:
         handle.write('{"task": "flow_x", "doc_id": 1, "doc": "d1", "req')  # killed mid-write
     again = EdgeLedger(tmp_path, rank=0)
-    again.append("flow_x", 2, "d2", "r2", " B", 30, 40)
-    EdgeLedger(tmp_path, rank=1).append("flow_x", 3, "d3", "r3", "C", 50, 60)
+    again.append("flow_x", 2, "d2", "r2", FlowReply(" B", 30, 40, cost=PrefillCost(0.5, 2048, 3840)))
+    EdgeLedger(tmp_path, rank=1).append("flow_x", 3, "d3", "r3", FlowReply("C", 50, 60))
     reader = EdgeLedger(tmp_path, rank=5)
     assert reader.reply_for("flow_x", "d0", "r0")["reply"] == "A"
     assert reader.reply_for("flow_x", "d1", "r1") is None  # the torn record: never answered
     assert reader.reply_for("flow_x", "d2", "other request") is None
-    assert reader.edges_for("flow_x", "d2", "B") == (30, 40)  # lmms-eval strips served replies
-    assert reader.edges_for("flow_x", "d3", "C") == (50, 60)
+    served = FlowReply.recorded(reader.record_of("flow_x", "d2", "B"))  # lmms-eval strips served replies
+    assert (served.edges, served.full_edges, served.cost) == (30, 40, PrefillCost(0.5, 2048, 3840))
+    served = FlowReply.recorded(reader.record_of("flow_x", "d3", "C"))
+    assert (served.edges, served.full_edges, served.cost) == (50, 60, None)
     assert json.loads((tmp_path / "about.json").read_text()) == {"model": "m"}
     with pytest.raises(LookupError, match=r"has no record of it"):
-        reader.edges_for("flow_x", "d0", "Z")
-    EdgeLedger(tmp_path, rank=0).append("flow_x", 0, "d0", "r9", "A", 11, 20)  # another prompt, same reply
+        reader.record_of("flow_x", "d0", "Z")
+    EdgeLedger(tmp_path, rank=0).append("flow_x", 0, "d0", "r9", FlowReply("A", 11, 20))  # another prompt, same reply
     with pytest.raises(LookupError, match=r"with different edge counts \[\(10, 20\), \(11, 20\)\]"):
-        EdgeLedger(tmp_path).edges_for("flow_x", "d0", "A")
+        EdgeLedger(tmp_path).record_of("flow_x", "d0", "A")
 
 
 def test_ledgers_are_separated_by_every_argument_that_changes_replies_or_edges(tmp_path):
@@ -171,14 +175,15 @@ def test_the_model_knows_when_lmms_eval_response_cache_asks(tmp_path):
 def test_plain_replies_of_a_flow_model_take_their_edges_from_the_ledger(tmp_path):
     doc = {"question": "Why?", "video": "/v/1.mp4"}
     ledger = EdgeLedger(tmp_path)
-    ledger.append("flow_x", 7, doc_key(doc), "r", "B", 30, 120)
+    ledger.append("flow_x", 7, doc_key(doc), "r", FlowReply("B", 30, 120, cost=PrefillCost(0.5, 2048, 3840)))
     note_flow_model_loaded(ledger)  # as a flow model does; the autouse fixture forgets it after the test
     with pytest.raises(RuntimeError, match=r"outside lmms-eval's scoring phase"):
         attention_metrics("B", doc)
     set_task_context("flow_x")  # as lmms-eval's evaluator does before a task's process_results
     try:
         assert scoring_task() == "flow_x"
-        assert attention_metrics("B", doc) == {"attention_edges": 30, "attention_kept": 0.25}
+        assert attention_metrics("B", doc) == {"attention_edges": 30, "attention_kept": 0.25, "prefill_seconds": 0.5,
+                                               "kv_cache_bytes": 2048, "attention_flops": 3840}
         with pytest.raises(ValueError, match=r"without its attention-edge counts"):
             attention_metrics("B")  # a scorer that does not pass the doc
     finally:

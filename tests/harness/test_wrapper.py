@@ -1,14 +1,16 @@
 """qwen2_5_vl_flow through lmms-eval: argument checks before loading, and every regime through
-the real CLI with its edge metrics in the results JSON and the logged samples."""
+the real CLI with its edge and cost metrics in the results JSON and the logged samples."""
 
 import pytest
 import transformers
+from transformers import AutoConfig
 from conftest import SMALL_VIDEO_ARGS, run_lmms_eval
 
 from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import Qwen2_5_VLFlow
 from lmms_eval_flow.engine.regimes import REGIMES
 
 LIMIT = ["--limit", "6", "--gen_kwargs", "max_new_tokens=6"]
+PER_SAMPLE = ("attention_edges", "attention_kept", "prefill_seconds", "kv_cache_bytes", "attention_flops")
 
 
 @pytest.fixture
@@ -55,15 +57,29 @@ def regime_runs(tiny_model_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("regime", ["effective", "random", "staged", "temporal_exit"])
-def test_every_regime_reports_edges_in_results_and_samples(regime_runs, regime):
+def test_every_regime_reports_edges_and_costs_in_results_and_samples(regime_runs, regime, tiny_model_dir):
     results, samples = regime_runs[regime]
     metrics = results["results"]["flow_synthetic"]
     lines = samples["flow_synthetic"]
     assert len(lines) == 6
-    for name in ("attention_edges", "attention_kept"):
+    for name in PER_SAMPLE:
         assert metrics[f"{name},none"] == pytest.approx(sum(s[name] for s in lines) / len(lines))
     assert all(0 < s["attention_kept"] < 1 and s["attention_edges"] > 0 for s in lines)
+    text = AutoConfig.from_pretrained(tiny_model_dir).text_config
+    flops_per_edge = 4 * (text.hidden_size // text.num_attention_heads) * text.num_attention_heads
+    assert all(s["attention_flops"] == flops_per_edge * s["attention_edges"] for s in lines)
+    assert all(s["prefill_seconds"] > 0 and s["kv_cache_bytes"] > 0 for s in lines)
     assert results["config"]["model_args"].count(f"regime={regime}") == 1
+
+
+def test_temporal_exit_holds_a_smaller_kv_cache_than_the_regimes_that_keep_video(regime_runs):
+    def kv_bytes(regime):
+        return {s["doc_id"]: s["kv_cache_bytes"] for s in regime_runs[regime][1]["flow_synthetic"]}
+
+    dropped = kv_bytes("temporal_exit")
+    for regime in ("effective", "random", "staged"):
+        assert kv_bytes(regime).keys() == dropped.keys()
+        assert all(dropped[doc] < kept for doc, kept in kv_bytes(regime).items())
 
 
 def test_random_blocks_as_many_edges_as_effective_per_sample(regime_runs):
