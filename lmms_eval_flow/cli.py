@@ -100,12 +100,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> None:
-    from lmms_eval_flow.reporting.leaderboard import build_leaderboard, to_markdown, write_leaderboard
+    from lmms_eval_flow.reporting.leaderboard import build_leaderboard, check_plot_x, to_markdown, write_leaderboard
 
+    check_plot_x(args.plot_x)
     table = build_leaderboard(args.results, args.max_failed_share)
     print(to_markdown(table))
     if args.output:
-        print(f"\nwritten: {', '.join(map(str, write_leaderboard(table, args.output)))}")
+        print(f"\nwritten: {', '.join(map(str, write_leaderboard(table, args.output, args.plot_x)))}")
 
 
 def cmd_regress(args: argparse.Namespace) -> None:
@@ -256,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--output", default=None, help="folder to write leaderboard.md/.csv/.html to (default: print only)")
     board.add_argument("--max-failed-share", type=float, default=0.05,
                        help="mark a row whose share of failed samples exceeds this (default 0.05)")
+    board.add_argument("--plot-x", default="attention_kept", metavar="METRIC",
+                       help="what leaderboard.html plots the score against: attention_kept (default), "
+                            "attention_edges, prefill_seconds, kv_cache_bytes or attention_flops")
     board.set_defaults(run=cmd_leaderboard)
 
     gate = commands.add_parser("regress", help="exit 1 when results differ from a baseline's beyond chance, doc by doc")

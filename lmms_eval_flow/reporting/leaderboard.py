@@ -2,7 +2,8 @@
 
 Rows come from the results files alone (ours or upstream lmms-eval models): the score and
 its stderr, the sample count, and for flow models the failed samples, attention edges and kept
-share. Each row's score is compared with the ``full`` row of the same checkpoint and task; an
+share, and the measured cost per sample (prefill seconds, KV cache bytes, attention FLOPs).
+Each row's score is compared with the ``full`` row of the same checkpoint and task; an
 upstream lmms-eval model counts as ``full``, since it runs unmodified attention. A task's
 breakdown metrics (``accuracy_direction``, ... next to ``accuracy``) form a second table.
 
@@ -12,8 +13,8 @@ failed has no accuracy, never 0.0) or that more than ``max_failed_share`` of its
 is left empty. A file that is not a results JSON is refused by name before anything is written.
 
 ``write_leaderboard`` writes both as Markdown and CSV, and a self-contained HTML page (sortable
-tables plus a plot of score against the kept share of attention edges, embedded as a PNG), each
-naming its results files relative to the folder it is written to.
+tables plus a plot of score against the kept share of attention edges or any other of ``PLOT_X``,
+embedded as a PNG), each naming its results files relative to the folder it is written to.
 """
 
 from __future__ import annotations
@@ -37,11 +38,21 @@ from lmms_eval_flow.engine.regimes import PARAMETERS
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+# What a flow model reports beside the score, per sample: the attention it ran and what that cost.
+FLOW_COLUMNS = ["attention_edges", "attention_kept", "prefill_seconds", "kv_cache_bytes", "attention_flops"]
 COLUMNS = ["checkpoint", "model", "regime", "task", "metric", "score", "stderr", "delta_vs_full", "samples",
-           "failed", "attention_edges", "attention_kept", "note", "source"]
+           "failed", *FLOW_COLUMNS, "note", "source"]
 KEY = ["checkpoint", "task", "regime"]  # one row per key; the regression gate matches rows on it
 COUNTS = ["samples", "failed"]
 DEFAULT_MAX_FAILED_SHARE = 0.05  # failed samples score as wrong: beyond 5% the score says more about the data
+# What the plot's x axis can show: each of FLOW_COLUMNS, by its axis label.
+PLOT_X = {
+    "attention_kept": "attention edges kept (share of full causal)",
+    "attention_edges": "attention edges per sample (summed over layers)",
+    "prefill_seconds": "prefill wall time per sample (s)",
+    "kv_cache_bytes": "KV cache bytes per sample after the prefill",
+    "attention_flops": "attention FLOPs per sample",
+}
 # The plot's (marker, fill) per regime: 22 regimes before two look alike.
 MARKERS = [(marker, fill) for fill in ["full", "none"] for marker in "osD^vPX*hp<"]
 
@@ -129,8 +140,7 @@ def result_rows(path: str | Path) -> list[dict]:
             "stderr": _number(metrics.get(f"{metric}_stderr,none")),
             "samples": data.get("n-samples", {}).get(task, {}).get("effective"),
             "failed": _failed(metrics),
-            "attention_edges": _number(metrics.get("attention_edges,none")),
-            "attention_kept": _number(metrics.get("attention_kept,none")),
+            **{column: _number(metrics.get(f"{column},none")) for column in FLOW_COLUMNS},
             "source": str(path),
             "categories": _categories(metrics, metric),
         })
@@ -209,30 +219,44 @@ def to_markdown(table: pd.DataFrame) -> str:
     return f"{shown}\n\nScore per category:\n\n{per_category.to_markdown(index=False, floatfmt='.3f')}"
 
 
-def plot_figure(table: pd.DataFrame) -> Figure:
-    """Score against the kept share of attention edges: a colour per checkpoint and task, a marker
-    per regime, named in a legend below the axes, since text beside each point collides where two
-    regimes keep nearly the same edges (``full`` and staged's stage 2) or two checkpoints share one.
+def check_plot_x(x: str) -> None:
+    """Refuse an x axis the plot cannot draw, naming those it can."""
+    if x not in PLOT_X:
+        raise ValueError(f"cannot plot the score against {x!r}; valid: {', '.join(PLOT_X)}")
 
-    A row without edge counts (an upstream model, running plain attention) is drawn at 1.
+
+def plot_figure(table: pd.DataFrame, x: str = "attention_kept") -> Figure:
+    """Score against ``x``, one of ``PLOT_X`` (the kept share of attention edges by default): a
+    colour per checkpoint and task, a marker per regime, named in a legend below the axes, since
+    text beside each point collides where two regimes keep nearly the same edges (``full`` and
+    staged's stage 2) or two checkpoints share one.
+
+    A row without edge counts (an upstream model, running plain attention) is drawn at a kept share
+    of 1; against a measured cost, a row that did not measure it is not drawn.
     """
+    check_plot_x(x)
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     figure = Figure(figsize=(8, 5), dpi=110, layout="constrained")
     axes = figure.add_subplot()
     scored = table[table["score"].notna()]  # rows NOT SCORED are not drawn
+    if x == "attention_kept":
+        scored = scored.assign(attention_kept=scored["attention_kept"].astype(float).fillna(1.0))
+    else:
+        scored = scored[scored[x].notna()]
     series = dict(zip(scored[["checkpoint", "task"]].drop_duplicates().itertuples(index=False, name=None),
                       itertools.cycle(f"C{i}" for i in range(10))))
     markers = dict(zip(scored["regime"].drop_duplicates(), itertools.cycle(MARKERS)))
     for row in scored.itertuples(index=False):
         marker, fill = markers[row.regime]
-        kept = 1.0 if pd.isna(row.attention_kept) else row.attention_kept
-        axes.errorbar(kept, row.score, yerr=0.0 if pd.isna(row.stderr) else row.stderr, capsize=3, markersize=7,
-                      marker=marker, fillstyle=fill, color=series[(row.checkpoint, row.task)], linestyle="none")
-    axes.set_xlabel("attention edges kept (share of full causal)")
+        axes.errorbar(getattr(row, x), row.score, yerr=0.0 if pd.isna(row.stderr) else row.stderr, capsize=3,
+                      markersize=7, marker=marker, fillstyle=fill, color=series[(row.checkpoint, row.task)],
+                      linestyle="none")
+    axes.set_xlabel(PLOT_X[x])
     axes.set_ylabel("score (± stderr)")
-    axes.set_xlim(max(0.0, table["attention_kept"].astype(float).fillna(1.0).min() - 0.1), 1.02)
+    if x == "attention_kept":
+        axes.set_xlim(max(0.0, table["attention_kept"].astype(float).fillna(1.0).min() - 0.1), 1.02)
     axes.grid(alpha=0.3)
     handles = [Line2D([], [], color=colour, linewidth=6, label=f"{checkpoint} / {task}")
                for (checkpoint, task), colour in series.items()]
@@ -244,9 +268,9 @@ def plot_figure(table: pd.DataFrame) -> Figure:
     return figure
 
 
-def plot_png(table: pd.DataFrame) -> bytes:
+def plot_png(table: pd.DataFrame, x: str = "attention_kept") -> bytes:
     buffer = io.BytesIO()
-    plot_figure(table).savefig(buffer, format="png")
+    plot_figure(table, x).savefig(buffer, format="png")
     return buffer.getvalue()
 
 
@@ -282,13 +306,13 @@ def _html_table(table: pd.DataFrame, digits: str) -> str:
     return f'<div class="scroll">{shown}</div>'
 
 
-def to_html(table: pd.DataFrame, title: str = "lmms-eval-flow leaderboard") -> str:
-    """One self-contained page: the plot (an embedded PNG) and both tables."""
-    image = base64.b64encode(plot_png(table)).decode()
+def to_html(table: pd.DataFrame, title: str = "lmms-eval-flow leaderboard", plot_x: str = "attention_kept") -> str:
+    """One self-contained page: the plot of the score against ``plot_x`` (an embedded PNG) and both tables."""
+    image = base64.b64encode(plot_png(table, plot_x)).decode()
     per_category = category_table(table)
     sections = [
         f"<h1>{html.escape(title)}</h1>",
-        f'<img alt="score against kept attention edges" src="data:image/png;base64,{image}">',
+        f'<img alt="score against {html.escape(PLOT_X[plot_x])}" src="data:image/png;base64,{image}">',
         "<h2>Checkpoint x regime x task</h2>",
         _html_table(_display(table.drop(columns="categories"), ""), ".4g"),
     ]
@@ -299,10 +323,11 @@ def to_html(table: pd.DataFrame, title: str = "lmms-eval-flow leaderboard") -> s
             + f"\n<script>{SORT_SCRIPT}</script>\n</body></html>\n")
 
 
-def write_leaderboard(table: pd.DataFrame, folder: str | Path) -> list[Path]:
+def write_leaderboard(table: pd.DataFrame, folder: str | Path, plot_x: str = "attention_kept") -> list[Path]:
     """``leaderboard.md``, ``leaderboard.csv`` (plus ``leaderboard_categories.csv`` where tasks
-    report categories) and ``leaderboard.html`` in ``folder``; returns their paths. Every file is
-    rendered before the first is written, so an error leaves none of them half updated.
+    report categories) and ``leaderboard.html``, its plot against ``plot_x``, in ``folder``; returns
+    their paths. Every file is rendered before the first is written, so an error leaves none of them
+    half updated.
 
     ``source`` is written relative to ``folder``, so a results folder holding its own leaderboard
     can be moved or committed without naming the machine that wrote it."""
@@ -313,6 +338,6 @@ def write_leaderboard(table: pd.DataFrame, folder: str | Path) -> list[Path]:
                 "leaderboard.csv": table.drop(columns="categories").to_csv(index=False)}
     if not category_table(table).empty:
         contents["leaderboard_categories.csv"] = category_table(table).to_csv(index=False)
-    contents["leaderboard.html"] = to_html(table)
+    contents["leaderboard.html"] = to_html(table, plot_x=plot_x)
     folder.mkdir(parents=True, exist_ok=True)
     return [atomic_write_text(folder / name, text) for name, text in contents.items()]

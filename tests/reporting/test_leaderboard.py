@@ -13,8 +13,8 @@ import pytest
 from matplotlib.text import Text
 
 from lmms_eval_flow.cli import main
-from lmms_eval_flow.reporting.leaderboard import (build_leaderboard, category_table, plot_figure, results_files,
-                                                  to_html)
+from lmms_eval_flow.reporting.leaderboard import (PLOT_X, build_leaderboard, category_table, plot_figure,
+                                                  results_files, to_html)
 from lmms_eval_flow.engine.regimes import PARAMETERS
 
 RESULTS = Path(__file__).resolve().parents[2] / "results" / "flow_temporal_toy"
@@ -30,6 +30,23 @@ def copy_results(folder: Path, checkpoint: str) -> Path:
         copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_text(json.dumps(data))
     return folder / checkpoint
+
+
+def with_costs(folder: Path) -> dict[str, dict]:
+    """The committed results in ``folder`` (which predate the cost metrics), all but the ``full`` run
+    given measured costs, distinct per run; returns each run's costs by its results file."""
+    costs = {}
+    for run, source in enumerate(results_files([RESULTS])):
+        data = json.loads(source.read_text())
+        copy = folder / source.relative_to(RESULTS)
+        if "regime=full" not in data["config"]["model_args"]:
+            costs[str(copy)] = {"prefill_seconds": 0.25 * (run + 1), "kv_cache_bytes": 40960.0 * (run + 1),
+                             "attention_flops": 3.2e6 * (run + 1)}
+            data["results"]["flow_temporal_toy"].update({f"{name},none": value
+                                                         for name, value in costs[str(copy)].items()})
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(json.dumps(data))
+    return costs
 
 
 @pytest.fixture
@@ -167,3 +184,40 @@ def test_cli_writes_markdown_csv_and_html(tmp_path, capsys):
     categories = pd.read_csv(tmp_path / "leaderboard_categories.csv")
     assert set(categories.columns) >= {"direction", "order", "size", "count", "static"}
     assert len(categories) == len(category_table(build_leaderboard([RESULTS])))
+
+
+def test_rows_carry_each_runs_measured_costs(tmp_path):
+    costs = with_costs(tmp_path)
+    table = build_leaderboard([tmp_path]).set_index("source")
+    assert len(costs) == len(table) - 1
+    for source, measured in costs.items():
+        assert table.loc[source, list(measured)].to_dict() == measured
+    full = table[table["regime"] == "full"]
+    assert full[list(PLOT_X)[2:]].isna().all(axis=None)  # a run without costs has none, not 0
+    assert table.columns.get_loc("prefill_seconds") == table.columns.get_loc("attention_kept") + 1
+
+
+@pytest.mark.parametrize("x", ["kv_cache_bytes", "prefill_seconds", "attention_flops", "attention_edges"])
+def test_the_score_can_be_plotted_against_any_cost(tmp_path, x):
+    with_costs(tmp_path)
+    table = build_leaderboard([tmp_path])
+    figure = plot_figure(table, x=x)
+    (axes,) = figure.axes
+    drawn = table[table[x].notna()]  # against a measured cost, the run that did not measure it is not drawn
+    assert len(drawn) == len(table) - (x != "attention_edges")
+    points = [(container.lines[0].get_xdata()[0], container.lines[0].get_ydata()[0]) for container in axes.containers]
+    assert points == list(zip(drawn[x], drawn["score"]))
+    assert axes.get_xlabel() == PLOT_X[x]
+
+
+def test_cli_plots_against_the_cost_asked_for_and_refuses_others(tmp_path, capsys):
+    with_costs(tmp_path / "results")
+    main(["leaderboard", str(tmp_path / "results"), "--output", str(tmp_path / "board"), "--plot-x", "kv_cache_bytes"])
+    page = (tmp_path / "board" / "leaderboard.html").read_text()
+    assert f'<img alt="score against {PLOT_X["kv_cache_bytes"]}"' in page
+    assert "<th>kv_cache_bytes</th>" in page and "<td>4.096e+04</td>" in page  # effective's, the first run
+    with pytest.raises(SystemExit) as stopped:
+        main(["leaderboard", str(tmp_path / "results"), "--plot-x", "accuracy"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == ("lmms-eval-flow leaderboard: error: cannot plot the score against 'accuracy'; "
+                                       "valid: " + ", ".join(PLOT_X) + "\n")
