@@ -38,6 +38,9 @@ class BatchPlan:
         self.prompt_length = prompt_length
         self.backend = backend
         self.prefill = True
+        # Where masks are built: the attention sets it to its queries' device, so that no N x N mask
+        # is copied from the host (a stock mask, when there is one, is already there).
+        self.device = torch.device("cpu")
         self._masks: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._runs: dict[tuple, tuple[Run, ...]] = {}
         self._shape: tuple[int, int] | None = None
@@ -84,7 +87,8 @@ class BatchPlan:
         return rows
 
     def attention_mask(self, layer: int, q_len: int, kv_len: int, stock: torch.Tensor | None):
-        """The mask for this layer (stock mask and regime combined), and the rows left with no key."""
+        """The mask for this layer (stock mask and regime combined), and the rows left with no key,
+        built on the stock mask's device, else on ``self.device``."""
         if self.video_exit is not None and layer >= self.video_exit:
             return self._without_video(stock), None
         if not any(plan.masked(layer) for plan in self.plans):
@@ -100,29 +104,33 @@ class BatchPlan:
         return self._masks[key]
 
     def _build(self, layer: int, q_len: int, kv_len: int, stock: torch.Tensor | None):
-        rows = [self._rows(plan, pad, layer, q_len, kv_len) for plan, pad in zip(self.plans, self.pads)]
+        device = stock.device if stock is not None else self.device
+        rows = [self._rows(plan, pad, layer, q_len, kv_len, device) for plan, pad in zip(self.plans, self.pads)]
         mask = torch.stack(rows)[:, None]
         if stock is not None:
-            mask = mask.to(stock.device) & stock
+            mask = mask & stock
         empty = ~mask.any(-1)  # [B, 1, Q]
         if empty.any():
             # SDPA turns a row with no key into NaN: let it read its own position, then zero it.
-            own = torch.arange(kv_len)[None, :] == torch.arange(kv_len - q_len, kv_len)[:, None]
-            mask = mask | (empty[..., None] & own.to(mask.device))
+            keys, queries = torch.arange(kv_len, device=device), torch.arange(kv_len - q_len, kv_len, device=device)
+            mask = mask | (empty[..., None] & (keys[None, :] == queries[:, None]))
         return mask, empty
 
-    def _rows(self, plan: SamplePlan, pad: int, layer: int, q_len: int, kv_len: int) -> torch.Tensor:
+    def _rows(self, plan: SamplePlan, pad: int, layer: int, q_len: int, kv_len: int,
+              device: torch.device | None) -> torch.Tensor:
         prompt = self.prompt_length
         q_start = kv_len - q_len
-        rows = torch.zeros(q_len, kv_len, dtype=torch.bool)
+        rows = torch.zeros(q_len, kv_len, dtype=torch.bool, device=device)
         prompt_rows = max(0, min(prompt, kv_len) - q_start)
         if prompt_rows:
             first = max(q_start, pad)  # rows of padding positions read nothing
-            rows[first - q_start:prompt_rows, pad:prompt] = plan.allowed(layer)[first - pad:q_start + prompt_rows - pad]
+            allowed = plan.allowed(layer, device)
+            rows[first - q_start:prompt_rows, pad:prompt] = allowed[first - pad:q_start + prompt_rows - pad]
         if prompt_rows < q_len:
             generated = kv_len - prompt
-            rows[prompt_rows:, pad:prompt] = plan.last_row(layer)
-            rows[prompt_rows:, prompt:] = torch.ones(generated, generated, dtype=torch.bool).tril()[-(q_len - prompt_rows):]
+            rows[prompt_rows:, pad:prompt] = plan.last_row(layer, device)
+            causal = torch.ones(generated, generated, dtype=torch.bool, device=device).tril()
+            rows[prompt_rows:, prompt:] = causal[-(q_len - prompt_rows):]
         return rows
 
     def _without_video(self, stock: torch.Tensor | None) -> torch.Tensor | None:
@@ -161,6 +169,7 @@ def flow_attention(module, query, key, value, attention_mask, **kwargs):
         runs = batch.runs(module.layer_idx)
         return decomposed_attention(module, query, key, value, runs, batch.pads, kwargs.get("scaling")), None
     if batch is not None:
+        batch.device = query.device
         attention_mask, empty = batch.attention_mask(module.layer_idx, query.shape[2], key.shape[2], attention_mask)
         if attention_mask is not None:
             attention_mask = attention_mask.to(query.device)

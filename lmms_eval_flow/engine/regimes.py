@@ -51,9 +51,11 @@ class Regime:
     depth: int
     rules: tuple[Rule, ...] = ()
     settings: dict[str, str] = field(default_factory=dict)
-    # `random`: block, per layer, as many uniformly drawn pairs as the rules would (or 1 - keep of all).
+    # `random`: block, per layer, as many uniformly drawn pairs as the rules would, or 1 - keep of
+    # all edges (rounded), or int(block_ratio x all edges) as Map the Flow's scripts do.
     random_seed: int | None = None
     random_keep: float | None = None
+    random_block_ratio: float | None = None
     # `temporal_exit`: from this 0-based layer on, video positions leave the sequence and the KV cache.
     video_exit: int | None = None
 
@@ -94,7 +96,7 @@ PUBLISHED = (
 # Causality Matters' settings for Qwen2.5-VL-7B (28 layers).
 STAGED_DEFAULTS = {"query_last_frame": "10-20", "no_inter_frame": "20-28"}
 EXIT_DEFAULTS = {"exit_layer": 20, "exit_by": "drop"}
-RANDOM_DEFAULTS = {"seed": 0, "keep": None}
+RANDOM_DEFAULTS = {"seed": 0, "keep": None, "block_ratio": None}
 # The three pathway ranges of `effective`; a ranges file (``ranges=FILE``, written by
 # ``lmms-eval-flow calibrate``) is JSON holding them as 1-based strings, plus `depth` and `provenance`.
 RANGE_KEYS = ("cross_frame", "video_question", "question_last")
@@ -103,7 +105,7 @@ RANGE_KEYS = ("cross_frame", "video_question", "question_last")
 REGIME_PARAMETERS = {
     "full": (),
     "effective": ("cross_frame", "video_question", "question_last", "ranges"),
-    "random": ("cross_frame", "video_question", "question_last", "ranges", "seed", "keep"),
+    "random": ("cross_frame", "video_question", "question_last", "ranges", "seed", "keep", "block_ratio"),
     "staged": ("query_last_frame", "no_inter_frame"),
     "temporal_exit": ("exit_layer", "exit_by"),
 }
@@ -220,13 +222,27 @@ def _pathway_regime(name: str, depth: int, given: dict, model_type: str | None, 
     seed = given.get("seed", RANDOM_DEFAULTS["seed"])
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed={seed!r} must be a non-negative integer")
-    keep = given.get("keep")
-    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1):
+    keep, block_ratio = given.get("keep"), given.get("block_ratio")
+    if keep is not None and not (_is_number(keep) and 0 < keep <= 1):
         raise ValueError(f"keep={keep!r} must be a number in (0, 1]: the share of full causal edges to keep")
+    if block_ratio is not None and not (_is_number(block_ratio) and 0 < block_ratio < 1):
+        raise ValueError(f"block_ratio={block_ratio!r} must be a number in (0, 1): the share of full causal "
+                         f"edges to block in every layer, as Map the Flow's --random_block_ratio")
+    if keep is not None and block_ratio is not None:
+        raise ValueError(f"keep={keep!r} and block_ratio={block_ratio!r} are two forms of the same count: "
+                         f"give one (keep rounds the kept share, block_ratio truncates the blocked count)")
     settings["seed"] = str(seed)
     if keep is not None:
         settings = {"keep": str(keep), "seed": str(seed)}
-    return Regime("random", depth, rules, settings, random_seed=seed, random_keep=None if keep is None else float(keep))
+    if block_ratio is not None:
+        settings = {"block_ratio": str(block_ratio), "seed": str(seed)}
+    return Regime("random", depth, rules, settings, random_seed=seed,
+                  random_keep=None if keep is None else float(keep),
+                  random_block_ratio=None if block_ratio is None else float(block_ratio))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _staged(depth: int, given: dict) -> Regime:
