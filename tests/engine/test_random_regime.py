@@ -176,3 +176,25 @@ def test_block_ratio_is_a_setting_of_random_only():
     assert regime.settings == {"block_ratio": "0.42", "seed": "3"}
     with pytest.raises(ValueError, match="block_ratio=0.42 does not apply to regime=effective"):
         build_regime("effective", 28, block_ratio=0.42)
+
+
+def test_blocked_pairs_spread_evenly_and_independently_across_layers():
+    """The hash's choice behaves as a uniform draw: each part of the candidates loses its share,
+    and two layers (or seeds) overlap as two independent draws would."""
+    layout = TokenLayout.synthetic(prefix=10, frames=6, tokens_per_frame=30, question=20, template=5)
+    start, length = layout.video_start, layout.length
+    candidates = torch.ones(length, length, dtype=torch.bool).tril()
+    candidates[:start] = candidates[:, :start] = False
+    blocked = {(seed, layer): candidates & ~SamplePlan(build_regime("random", 28, seed=seed, block_ratio=0.3),
+                                                       layout).allowed(layer)
+               for seed, layer in [(0, 0), (0, 1), (1, 0)]}
+    share = blocked[0, 0].sum() / candidates.sum()
+    middle = (start + length) // 2
+    rows, keys = torch.arange(length)[:, None].expand(length, length), torch.arange(length)[None, :]
+    parts = {"early queries": rows < middle, "late queries": rows >= middle,
+             "near the diagonal": rows - keys < 20, "far from it": rows - keys >= 20}
+    for name, part in parts.items():
+        assert abs(blocked[0, 0][part].sum() / (candidates & part).sum() - share) < 0.03, name
+    for other in (blocked[0, 1], blocked[1, 0]):
+        overlap = (blocked[0, 0] & other).sum() / candidates.sum()
+        assert abs(overlap - share**2) < 0.02
