@@ -19,6 +19,7 @@ from lmms_eval_flow.harness import runner
 
 GOOD = [doc_id for doc_id in DOCS if doc_id not in FAILED]
 COMPARED = ("accuracy", "attention_edges", "attention_kept", "failed_samples")
+COSTS = ("prefill_seconds", "kv_cache_bytes", "attention_flops")
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +108,8 @@ def test_a_run_killed_mid_way_resumes_from_the_cache_without_answering_twice(tin
         records = ledger_records(ledger)
         assert sorted(r["doc_id"] for r in records) == GOOD  # each good sample answered exactly once
         assert records[:len(answered_before)] == answered_before
+        # every sample keeps the costs measured when it was answered; the cache's size is the same in every run
+        lines, first = ({s["doc_id"]: s for s in run_samples[TASK]} for run_samples in (samples, uninterrupted[1]))
+        assert {r["doc_id"]: [lines[r["doc_id"]][name] for name in COSTS] for r in records} == \
+            {r["doc_id"]: [r[name] for name in COSTS] for r in records}
+        assert all(lines[doc]["kv_cache_bytes"] == first[doc]["kv_cache_bytes"] > 0 for doc in GOOD)
