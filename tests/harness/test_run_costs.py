@@ -57,7 +57,7 @@ def cache_bytes(cache) -> int:
 
 @pytest.fixture(scope="module")
 def runs(tiny_model_dir, clips):
-    """regime -> (its reply to the first clip, the processor inputs of its prefill)."""
+    """regime -> (its reply to the first clip, the processor inputs it generated from, the model's dtype)."""
     found = {}
     for regime in ("full", "temporal_exit"):
         model = Qwen2_5_VLFlow.create_from_arg_string(f"pretrained={tiny_model_dir},regime={regime},{SMALL}")
