@@ -13,7 +13,7 @@ from lmms_eval_flow.engine.regimes import PARAMETERS, REGIMES
 def _add_regime_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per regime parameter, spelled like the model arguments (``--cross-frame 6-15``)."""
     parser.add_argument("--regime", default="full", help=f"one of: {', '.join(REGIMES)}")
-    types = {"seed": int, "keep": float}
+    types = {"seed": int, "keep": float, "block_ratio": float}
     for name in PARAMETERS:
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=types.get(name, str), default=None)
 

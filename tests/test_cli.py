@@ -38,6 +38,14 @@ def test_edges_prints_the_plan_of_a_synthetic_layout(regime, flags, params):
     assert printed["full_edges"] == 32 * 114 * 115 // 2
 
 
+def test_edges_plans_the_authors_random_control_by_block_ratio():
+    """Map the Flow's form: int(0.1 x 114 x 115 / 2) = 655 of the 6,555 causal pairs blocked in every layer."""
+    run = cli("edges", "--layers", "32", *LAYOUT, "--regime", "random", "--block-ratio", "0.1")
+    assert run.returncode == 0, run.stderr
+    printed = json.loads(run.stdout)
+    assert (printed["edges"], printed["full_edges"]) == (32 * (6555 - 655), 32 * 6555)
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--regime", "sparse"], "regime='sparse' is not a regime; valid regimes: full, effective"),
     (["--regime", "effective", "--cross-frame", "6-45"], "cross_frame='6-45' is outside the model"),
