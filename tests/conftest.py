@@ -18,6 +18,7 @@ from family_cases import QUESTION, make_inputs  # noqa: E402
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration  # noqa: E402
 
 from lmms_eval_flow.harness import reply, runner  # noqa: E402
+from lmms_eval_flow.engine import attention  # noqa: E402
 from lmms_eval_flow.engine.attention import BatchPlan  # noqa: E402
 from lmms_eval_flow.engine.plan import causal_edges  # noqa: E402
 
@@ -92,6 +93,21 @@ def applied_masks(monkeypatch) -> list[AppliedMask]:
 
     monkeypatch.setattr(BatchPlan, "attention_mask", spy)
     return calls
+
+
+@pytest.fixture
+def decomposed_layers(monkeypatch) -> list[int]:
+    """The layer of every call of the group-decomposed path (``blocks.decomposed_attention``, as the
+    attention hook calls it) in the test, in order: what shows that a ``blocks`` run decomposed."""
+    layers: list[int] = []
+    original = attention.decomposed_attention
+
+    def spy(module, *args, **kwargs):
+        layers.append(module.layer_idx)
+        return original(module, *args, **kwargs)
+
+    monkeypatch.setattr(attention, "decomposed_attention", spy)
+    return layers
 
 
 # The tiny Qwen2.5-VL, its processor (as lmms-eval loads it) and one clip's inputs, for the tests

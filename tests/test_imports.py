@@ -79,3 +79,9 @@ def test_the_graph_sees_imports_inside_functions():
     edges = graph()
     assert edges.has_edge("lmms_eval_flow.cli", "lmms_eval_flow.toy.demo")  # imported inside cmd_demo
     assert edges.has_edge("lmms_eval_flow.harness.flow_model", "lmms_eval")
+
+
+def test_the_tests_have_one_conftest():
+    """Test files import shared helpers with ``from conftest import ...``: a second conftest.py is
+    imported under the same name and shadows the first for every file collected after it."""
+    assert sorted(path.relative_to(ROOT) for path in (ROOT / "tests").rglob("conftest.py")) == [Path("tests/conftest.py")]
