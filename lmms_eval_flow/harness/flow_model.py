@@ -423,9 +423,13 @@ class FlowModel:
             return
         attempt.steps = 1
         self._claim_plans()
+        self._refuse_over_budget(attempt, batch)
+        attempt.prefill_started = self._settled()
+
+    def _refuse_over_budget(self, attempt: _Attempt, batch) -> None:
+        """Stop a prefill whose batch holds a video over ``video_token_budget``, recording its samples as failed."""
         budget = self.run_options.video_token_budget
         if budget is None:
-            attempt.prefill_started = self._settled()
             return
         tokens_of = {i: plan.layout.size("video") for i, plan in attempt.plans.items()
                      if any(plan is row for row in batch.plans)}  # the requests of this batch
@@ -434,7 +438,6 @@ class FlowModel:
             attempt.failures[index] = f"its video has {tokens:,} tokens, over video_token_budget={budget:,}"
         if over:
             raise VideoTokenBudgetExceeded(f"{len(over)} sample(s) of this batch exceed video_token_budget={budget}")
-        attempt.prefill_started = self._settled()
 
     def _after_decoder(self, module, args, kwargs, output) -> None:
         """After the text decoder's prefill: what it cost each row of the batch (``PrefillCost``).
