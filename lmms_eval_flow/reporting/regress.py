@@ -34,6 +34,11 @@ BASELINE_COLUMNS = [*KEY, "model", "metric", "score", "samples", "failed", "atte
 SHOWN_FLIPS = 10  # doc ids listed per row in the table
 
 
+def _listed(rows: pd.DataFrame) -> str:
+    """The rows' checkpoint / task / regime, for a message: "toy / t / full; toy / t / random"."""
+    return "; ".join(dict.fromkeys(" / ".join(map(str, key)) for key in rows[KEY].itertuples(index=False)))
+
+
 def docs_path(baseline_path: str | Path) -> Path:
     """Where a baseline's per-doc outcomes are: ``name.csv`` -> ``name.docs.csv``."""
     path = Path(baseline_path)
@@ -45,8 +50,7 @@ def write_baseline(current_paths: list[str | Path], baseline_path: str | Path) -
     table = build_leaderboard(current_paths)
     unscored = table[table["score"].isna()]
     if not unscored.empty:
-        rows = "; ".join(" / ".join(map(str, key)) for key in unscored[KEY].itertuples(index=False))
-        raise ValueError(f"rows without a score cannot be a baseline ({rows}); every sample of them failed")
+        raise ValueError(f"rows without a score cannot be a baseline ({_listed(unscored)}); every sample of them failed")
     docs = outcomes(table)
     baseline_path = Path(baseline_path)
     baseline_path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,13 +74,12 @@ def read_baseline(path: str | Path) -> pd.DataFrame:
         raise ValueError(f"baseline {path} has a header and no rows, so the gate would compare nothing")
     repeated = baseline[baseline.duplicated(KEY, keep=False)]
     if not repeated.empty:
-        rows = "; ".join(sorted({" / ".join(map(str, key)) for key in repeated[KEY].itertuples(index=False)}))
-        raise ValueError(f"baseline {path} holds the same checkpoint / task / regime more than once ({rows}); "
+        raise ValueError(f"baseline {path} holds the same checkpoint / task / regime more than once "
+                         f"({_listed(repeated.sort_values(KEY))}); "
                          f"keep one row of each")
     unscored = baseline[pd.to_numeric(baseline["score"], errors="coerce").isna()]
     if not unscored.empty:
-        rows = "; ".join(" / ".join(map(str, key)) for key in unscored[KEY].itertuples(index=False))
-        raise ValueError(f"baseline {path} has rows without a score ({rows}); a baseline holds scored rows only")
+        raise ValueError(f"baseline {path} has rows without a score ({_listed(unscored)}); a baseline holds scored rows only")
     return baseline
 
 
