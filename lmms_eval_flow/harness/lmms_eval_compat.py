@@ -20,15 +20,26 @@ with transformers' own ``load_video`` on PyAV (every frame, with the file's meta
 processor's own decoding would give), and empty media lists are left out. Every other attribute
 is the processor's own, so the wrapper's prompting is untouched. ``HuggingfaceChatFlow`` is the
 flow model on ``huggingface`` with those fixes, for the families lmms-eval has no wrapper for.
+
+Clip windows. A doc's chat turn may cut its video to a window (lmms-eval's protocol's
+``start_time``/``end_time``, TVBench's ``start``/``end``); lmms-eval's Qwen wrappers hand it to
+qwen-vl-utils, but these two chat wrappers hand the processor the bare path. Both template each
+prompt through the processor right before calling it on that prompt's videos, from messages that
+still carry the window (``llava_hf`` its protocol's own fields, ``huggingface`` the Hugging Face
+form ``video_start``/``video_end`` of ``ChatMessages.to_hf_messages``). So ``LmmsEvalProcessor``
+notes the windows of the videos it templates and decodes each video of its next call inside its
+own (``load_clip``): the frames qwen-vl-utils would cut for the Qwen families.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from lmms_eval.models.chat import huggingface
+from qwen_vl_utils.vision_process import calculate_video_frame_range
 from transformers import AutoModelForImageTextToText
-from transformers.video_utils import load_video
+from transformers.video_utils import VideoMetadata, load_video
 
 from lmms_eval_flow.harness.flow_model import FlowModel, lmms_eval_arguments
 
@@ -46,22 +57,100 @@ def loading_with_lm_head():
         huggingface.AutoModel = fallback
 
 
+@dataclass(frozen=True)
+class Clip:
+    """A video of a chat turn and the window it is cut to (seconds; None: from the start, to the end)."""
+
+    video: object  # a path, or frames already decoded
+    start: float | None = None
+    end: float | None = None
+
+
+def clips_in(conversation) -> list[Clip]:
+    """The videos of one conversation (a list of messages), in order, with their windows, in either
+    form lmms-eval templates them: its protocol's (``url``, ``start_time``, ``end_time``; what
+    ``llava_hf`` dumps) or the Hugging Face one (``video``, ``video_start``, ``video_end``)."""
+    clips = []
+    for message in conversation:
+        content = message.get("content") if isinstance(message, dict) else None
+        for block in content if isinstance(content, list) else ():
+            if isinstance(block, dict) and block.get("type") == "video":
+                video = next((block[key] for key in ("video", "url", "path") if block.get(key) is not None), None)
+                start = block.get("video_start", block.get("start_time"))
+                end = block.get("video_end", block.get("end_time"))
+                clips.append(Clip(video, start, end))
+    return clips
+
+
+def load_clip(video: str, start: float | None = None, end: float | None = None) -> tuple:
+    """The frames and metadata of a video file, decoded with transformers' ``load_video`` on PyAV:
+    every frame, or with a window every frame inside it, the frames qwen-vl-utils'
+    ``calculate_video_frame_range`` gives (from ``ceil(start x fps)`` to ``floor(end x fps)``,
+    clamped to the file; a window with no frame in it raises its ``ValueError``).
+
+    A clip's metadata is the clip's, as qwen-vl-utils describes one: ``total_num_frames`` and
+    ``duration`` are those of the frames kept (so a processor that samples frames itself,
+    ``do_sample_frames``, samples inside the window), ``frames_indices`` their places in the
+    file, so ``timestamps`` (VideoLLaMA3's ``Time 1.5s:``) are times in the video."""
+    if start is None and end is None:
+        return load_video(video, backend="pyav")
+
+    def inside_window(metadata: VideoMetadata, **kwargs) -> range:
+        first, last, _ = calculate_video_frame_range({"video_start": start, "video_end": end},
+                                                     metadata.total_num_frames, metadata.fps)
+        return range(first, last + 1)
+
+    frames, metadata = load_video(video, backend="pyav", sample_indices_fn=inside_window)
+    metadata.frames_indices = list(metadata.frames_indices)
+    metadata.total_num_frames = len(frames)
+    metadata.duration = len(frames) / metadata.fps
+    return frames, metadata
+
+
 class LmmsEvalProcessor:
+    """The loaded processor, called as lmms-eval's ``llava_hf`` and ``huggingface`` chat wrappers
+    call it (the module's docstring says what changes); every other attribute is the processor's."""
+
     def __init__(self, processor):
         self.processor = processor
+        self.templated: list[Clip] = []  # the videos of the prompts templated since the last call
 
     def __getattr__(self, name):
         return getattr(self.processor, name)
 
+    def apply_chat_template(self, conversation, *args, **kwargs):
+        """The processor's own; a prompt templated as text notes its videos' windows for the next call
+        (one tokenized here is processed by the processor itself, and notes nothing)."""
+        if not kwargs.get("tokenize", False):
+            conversations = conversation if conversation and isinstance(conversation[0], (list, tuple)) else [conversation]
+            self.templated += [clip for turns in conversations for clip in clips_in(turns)]
+        return self.processor.apply_chat_template(conversation, *args, **kwargs)
+
     def __call__(self, *args, images=None, videos=None, audios=None, **kwargs):
+        templated, self.templated = self.templated, []
         if videos:
-            decoded = [load_video(video, backend="pyav") if isinstance(video, str) else (video, None) for video in videos]
+            clips = self.clips_of(videos, templated)
+            decoded = [load_clip(clip.video, clip.start, clip.end) if isinstance(clip.video, str) else (clip.video, None)
+                       for clip in clips]
             videos = [frames for frames, _ in decoded]
             if all(metadata is not None for _, metadata in decoded):
                 kwargs["video_metadata"] = [metadata for _, metadata in decoded]
         if audios:
             kwargs["audio"] = audios
         return self.processor(*args, images=images or None, videos=videos or None, **kwargs)
+
+    @staticmethod
+    def clips_of(videos: list, templated: list[Clip]) -> list[Clip]:
+        """Each video of a call with its window: that of the same video in the prompts templated for
+        it, in order; none when no prompt was templated (a direct call: the whole videos). Prompts
+        whose videos are not the call's are a caller's mistake that would cut the wrong clips."""
+        if not templated:
+            return [Clip(video) for video in videos]
+        paths = [clip.video for clip in templated]
+        if len(paths) != len(videos) or any(isinstance(v, str) and v != p for v, p in zip(videos, paths)):
+            raise ValueError(f"the processor was called on the videos {list(map(str, videos))} after templating "
+                             f"prompts with the videos {list(map(str, paths))}: cannot tell which clip window is whose")
+        return [Clip(video, clip.start, clip.end) for video, clip in zip(videos, templated)]
 
 
 class HuggingfaceChatFlow(FlowModel, huggingface.Huggingface):
