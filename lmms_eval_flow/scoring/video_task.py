@@ -13,6 +13,27 @@ A task's ``utils.py`` declares ``TASK = MultipleChoiceTask(...)`` and names the 
 YAML references (``doc_to_text = TASK.doc_to_text``): lmms-eval's ``!function utils.name`` reads a
 module attribute, and it inspects a hook's parameters, which a bound method shows without ``self``.
 
+A doc's prompt is a ``Prompt`` in three parts, so that a token layout can tell the question from
+the template (Map the Flow's code takes the question and its options as the question, and the
+task's instruction and answer primer as template): ``preamble`` (lmms-eval's ``pre_prompt``: what
+the benchmark's prompt says before the question), ``question`` (the question with its options, as
+shown) and ``instruction`` (lmms-eval's ``post_prompt``: the instruction appended after the
+question), plus ``primer``, the text the benchmark's own code starts the assistant's answer with
+(``answer_primer``; "Best option:(" in the MVBench style). ``doc_to_prompt`` gives it;
+``doc_to_text`` is its three parts joined. The task YAML's ``lmms_eval_specific_kwargs`` hold the
+pre and post prompts and the primer, and may override how a multiple-choice question and its
+options are laid out (``question_format``, ``option_format``): that is how a prompt-style variant
+(``flow_<task>_mvbench_style``) differs from the default, and how a model-specific entry overrides
+them the usual lmms-eval way.
+
+The primer is declared, not sent: lmms-eval 0.7.3's chat wrappers render a conversation with
+``apply_chat_template(..., add_generation_prompt=True)``, which closes a final assistant message and
+opens a new assistant turn after it (on Qwen2.5-VL the primer ends up between
+``<|im_start|>assistant`` and ``<|im_end|>``, then a fresh ``<|im_start|>assistant``), so a primer in
+``doc_to_messages`` would not start the answer. Until a wrapper continues the final message,
+``doc_to_messages`` is the user turn alone, and replies are read whether or not they follow a primer
+("A) ..." as well as "(A) ..." and "A").
+
 A doc found invalid when the task loaded (``sample_checks.problem_of``) never becomes a video
 question: its text is "(invalid doc: <problem>)", it has no visuals and its chat turn is that text
 alone. Any model can run it, lmms-eval's own wrappers included, without a crash on a bad field that
@@ -34,13 +55,40 @@ from lmms_eval_flow.scoring.task_utils import (
     lettered,
     one_of,
     option_index,
-    options_block,
-    prompt,
     require,
     score,
     text_messages,
     video_messages,
 )
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A doc's prompt, in the parts a token layout tells apart: ``preamble + question + instruction``
+    is the text the user turn carries after the video; ``primer`` is the start of the answer the
+    benchmark's code puts in the assistant turn (declared, not yet sent: see the module docstring)."""
+
+    preamble: str  # template before the question: the benchmark's opening instructions, lmms-eval's pre_prompt
+    question: str  # the question and its options as shown: what Map the Flow counts as the question
+    instruction: str  # template after the question: the task's instruction, lmms-eval's post_prompt
+    primer: str = ""  # the answer's start in the assistant turn ("Best option:("), or none
+
+    @property
+    def text(self) -> str:
+        return f"{self.preamble}{self.question}{self.instruction}"
+
+
+def template_prompt(kwargs: dict | None, question: str, default_instruction: str = "") -> Prompt:
+    """``question`` between lmms-eval's ``pre_prompt`` and ``post_prompt``, with the ``answer_primer``
+    the kwargs declare (model-specific entries override them)."""
+    kwargs = kwargs or {}
+    return Prompt(kwargs.get("pre_prompt", ""), question, kwargs.get("post_prompt", default_instruction),
+                  kwargs.get("answer_primer", ""))
+
+
+def option_lines(options: dict[str, str], option_format: str = "{key}. {text}") -> str:
+    """One line per option, each ``option_format`` of its key and text: "A. text", "(A) text"."""
+    return "\n".join(option_format.format(key=key, text=text) for key, text in options.items())
 
 
 @dataclass(frozen=True)
@@ -91,8 +139,8 @@ class VideoTask(ABC):
         """What to check of a doc beyond its required fields' presence and kinds (its answer, say)."""
 
     @abstractmethod
-    def text(self, doc: dict, lmms_eval_specific_kwargs: dict | None) -> str:
-        """A valid doc's prompt."""
+    def prompt(self, doc: dict, lmms_eval_specific_kwargs: dict | None) -> Prompt:
+        """A valid doc's prompt, in its parts."""
 
     @abstractmethod
     def target(self, doc: dict) -> str:
@@ -136,10 +184,17 @@ class VideoTask(ABC):
     def doc_to_visual(self, doc: dict) -> list[str]:
         return [] if problem_of(doc) else [self.benchmark.video(*self.video_paths(doc))]
 
+    def doc_to_prompt(self, doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> Prompt:
+        """The doc's prompt in its parts (question, and the template around it); an invalid doc's is
+        its problem as text, all of it template."""
+        problem = problem_of(doc)
+        if problem:
+            return Prompt("", "", f"(invalid doc: {problem})")
+        return self.prompt(doc, lmms_eval_specific_kwargs)
+
     def doc_to_text(self, doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
         """Also called by lmms-eval on every doc when the task loads and when it logs samples."""
-        problem = problem_of(doc)
-        return f"(invalid doc: {problem})" if problem else self.text(doc, lmms_eval_specific_kwargs)
+        return self.doc_to_prompt(doc, lmms_eval_specific_kwargs).text
 
     def doc_to_target(self, doc: dict) -> str:
         problem = problem_of(doc)
@@ -158,12 +213,20 @@ class VideoTask(ABC):
 class MultipleChoiceTask(VideoTask):
     """A question shown with its options lettered A, B, ...; the key is the right option's letter,
     read out of the reply by ``parse_choice``. ``process_results`` scores ``accuracy`` and the
-    accuracy of each category's names."""
+    accuracy of each category's names.
+
+    The question part of the prompt is ``question_format`` of the doc's question and its options,
+    each option ``option_format`` of its letter and text, one a line (or ``show_options`` of them
+    all, where the benchmark shows them otherwise); the YAML's ``lmms_eval_specific_kwargs`` may
+    give either format instead (a prompt-style variant's "Question: ...", "(A) ...")."""
 
     options: Callable[[dict], list]  # the doc's option texts in order; DocProblem when they are malformed
     answer: str  # the field naming the right option: its index, or its text where ``answer_is_text``
     answer_is_text: bool = False
     strip_question: bool = False  # the question is shown without the white space around it
+    question_format: str = "{question}\n{options}"  # the question part: the doc's question and its shown options
+    option_format: str = "{key}. {text}"  # each option's line
+    show_options: Callable[[dict[str, str]], str] | None = None  # all options shown at once, instead of lines
 
     def check_content(self, doc: dict) -> None:
         self.answer_index(doc, self.options(doc))
@@ -182,9 +245,16 @@ class MultipleChoiceTask(VideoTask):
     def lettered_options(self, doc: dict) -> dict[str, str]:
         return lettered(list(self.options(doc)))
 
-    def text(self, doc: dict, lmms_eval_specific_kwargs: dict | None) -> str:
+    def shown_options(self, options: dict[str, str], kwargs: dict) -> str:
+        if "option_format" not in kwargs and self.show_options is not None:
+            return self.show_options(options)
+        return option_lines(options, kwargs.get("option_format", self.option_format))
+
+    def prompt(self, doc: dict, lmms_eval_specific_kwargs: dict | None) -> Prompt:
+        kwargs = lmms_eval_specific_kwargs or {}
         question = doc["question"].strip() if self.strip_question else doc["question"]
-        return prompt(lmms_eval_specific_kwargs, f"{question}\n{options_block(self.lettered_options(doc))}")
+        shown = self.shown_options(self.lettered_options(doc), kwargs)
+        return template_prompt(kwargs, kwargs.get("question_format", self.question_format).format(question=question, options=shown))
 
     def target(self, doc: dict) -> str:
         return list(self.lettered_options(doc))[self.answer_index(doc, self.options(doc))]

@@ -7,6 +7,10 @@ mark: shown capitalised with one, as upstream does), ``answer`` (a word or short
 relation, 3-8 free, whose answer type is 3 yes/no, 4 colour, 5 object, 6 location, 7 number,
 8 other.
 
+The prompt is upstream lmms-eval's (``activitynetqa``): ActivityNet-QA's official code
+(MILVLG/activitynet-qa ``evaluation/eval.py``) only scores predictions and has no prompt; the 64 new
+tokens are lmms-eval's too.
+
 Metrics: ``exact_match_raw``, the official evaluation's accuracy (``evaluation/eval.py``: the
 reply is the answer exactly, ``answers.raw_exact_match``), overall and per type as that script
 reports it (``exact_match_raw_<type>``, the free types also pooled as ``exact_match_raw_free``);
@@ -25,11 +29,10 @@ from lmms_eval_flow.scoring.task_utils import (
     category_scores,
     mean_of_scored,  # noqa: F401 (the YAML's per-type aggregation)
     problem_of,
-    prompt,
     sample_outcomes,
     unscored,
 )
-from lmms_eval_flow.scoring.video_task import Category, VideoTask
+from lmms_eval_flow.scoring.video_task import Category, Prompt, VideoTask, template_prompt
 
 JUDGE_MODEL = judge.configured_model()  # recorded in the results' task metadata
 FREE_ANSWER_TYPES = ("yes_no", "color", "object", "location", "number", "other")  # types 3-8
@@ -44,8 +47,8 @@ def question(doc: dict) -> str:
 class ActivityNetQA(VideoTask):
     """The question as the prompt, the answer as the key."""
 
-    def text(self, doc: dict, lmms_eval_specific_kwargs: dict | None) -> str:
-        return prompt(lmms_eval_specific_kwargs, question(doc))
+    def prompt(self, doc: dict, lmms_eval_specific_kwargs: dict | None) -> Prompt:
+        return template_prompt(lmms_eval_specific_kwargs, question(doc))
 
     def target(self, doc: dict) -> str:
         return doc["answer"]

@@ -8,11 +8,19 @@ Each doc comes from one dataset config (its format, noted in ``flow_config``):
 - ``caption_matching``: two labelled captions ("Caption A: ...", "Sentence B: ...",
   "Option 1: ..."); the answer is the matching line. Read with ``parse_choice`` over the
   labels' keys ("A"/"B" or "1"/"2") and the caption texts.
-- ``captioning``: TempCompass asks for a caption and has an LLM grade it; here, as in
-  Causality Matters, the model instead picks among the candidate descriptions the question
-  lists ("Information A: {'subject': ..., 'action': ...}"), shown as lettered options. The
-  answer's letter ("B. ice skating") is the key. The text an option is recognised by is what
-  tells it apart from the others ("ice skating"), so a caption-like reply counts too.
+- ``captioning``: the question lists candidate descriptions ("Information A: {'subject': ...,
+  'action': ...}") and asks for a caption ("Generated Caption:"); TempCompass has an LLM grade
+  the caption, here it is read by rules: the answer's letter ("B. ice skating") is the key and a
+  reply counts for the option whose distinguishing text ("ice skating") it names, so a caption
+  naming exactly one candidate's is scored. ``flow_tempcompass_captioning_as_choice`` asks
+  instead, as Causality Matters does, which lettered description is consistent with the video
+  (``captioning_as_choice`` in the YAML's kwargs).
+
+The prompts are TempCompass's own (``answer_prompt`` of its inference scripts, llyx97/TempCompass
+``run_video_llava/inference_dataset.py``, ``run_qwen2_vl.py``, ``run_gpt_4o.py``): the question as
+the dataset words it, then "\nPlease directly give the best option:" (multi-choice, caption
+matching), "\nPlease answer yes or no:" (yes/no) or nothing (captioning, whose question ends with
+"Generated Caption:"); every format with those scripts' 128 new tokens.
 
 Per-aspect accuracies (``dim``: action, speed, direction, order, attribute_change) come with
 the overall accuracy.
@@ -31,10 +39,9 @@ from lmms_eval_flow.scoring.task_utils import (
     one_of,
     options_block,
     problem_of,
-    prompt,
     score,
 )
-from lmms_eval_flow.scoring.video_task import Category, VideoTask
+from lmms_eval_flow.scoring.video_task import Category, Prompt, VideoTask, template_prompt
 
 ASPECTS = Category.one_each("dim", ("action", "speed", "direction", "order", "attribute_change"))
 
@@ -96,14 +103,16 @@ class TempCompass(VideoTask):
         elif _answer_key(doc["answer"]) not in options(doc):
             raise DocProblem(f"field 'answer' = {doc['answer']!r} is not one of the options {list(options(doc))}")
 
-    def text(self, doc: dict, lmms_eval_specific_kwargs: dict | None) -> str:
+    def prompt(self, doc: dict, lmms_eval_specific_kwargs: dict | None) -> Prompt:
+        """The question as the dataset words it, the format's instruction after it (the YAML's
+        ``post_prompt`` holds one per format); captioning as a choice where the kwargs say so."""
         kwargs = dict(lmms_eval_specific_kwargs or {})
         post_prompts = kwargs.get("post_prompt") or {}
         kwargs["post_prompt"] = post_prompts.get(doc["flow_config"], "") if isinstance(post_prompts, dict) else post_prompts
-        if doc["flow_config"] != "captioning":
-            return prompt(kwargs, doc["question"])
+        if doc["flow_config"] != "captioning" or not kwargs.get("captioning_as_choice"):
+            return template_prompt(kwargs, doc["question"])
         shown = {key: "; ".join(f"{name}: {value}" for name, value in info.items()) for key, info in _information(doc).items()}
-        return prompt(kwargs, f"Which of these descriptions is consistent with the video?\n{options_block(shown)}")
+        return template_prompt(kwargs, f"Which of these descriptions is consistent with the video?\n{options_block(shown)}")
 
     def target(self, doc: dict) -> str:
         return doc["answer"] if doc["flow_config"] == "yes_no" else _answer_key(doc["answer"])

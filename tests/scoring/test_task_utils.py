@@ -322,7 +322,10 @@ def test_tempcompass_captioning_options_are_the_distinguishing_values():
 
     doc = {**fixture_docs("tempcompass", "captioning")[0], "flow_config": "captioning"}
     assert utils.options(doc) == {"A": "dribbling a basketball", "B": "passing a basketball", "C": "dunking a basketball"}
-    text = utils.doc_to_text(doc, {"post_prompt": {"captioning": "\nLetter?"}})
+    # The official prompt is the question as it is; asked as a choice (the captioning_as_choice variant),
+    # the options are the candidates' information, lettered.
+    assert utils.doc_to_text(doc, {"post_prompt": {"captioning": ""}}) == doc["question"]
+    text = utils.doc_to_text(doc, {"captioning_as_choice": True, "post_prompt": {"captioning": "\nLetter?"}})
     assert text.endswith("C. subject: man; action: dunking a basketball\nLetter?")
     assert utils.process_results(doc, ["A man is dunking a basketball."])["accuracy"] == 1.0
 
