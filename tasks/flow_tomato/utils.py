@@ -5,8 +5,11 @@ A doc has ``question``, ``options`` (a list), ``answer`` (the index of the right
 ``demonstration_type`` (human, object, simulated) and ``video_path`` (relative to
 ``$HF_HOME/TOMATO``, upstream's folder). Both types get accuracies of their own, as TOMATO's
 evaluation reports them.
-The prompt is the question with lettered options and a one-letter instruction rather than
-TOMATO's long free-form prompt, so that replies are short and read by rules.
+The prompt is TOMATO's own (``src/generate_lib/construct_prompt.py`` of yale-nlp/TOMATO): its
+instructions (the YAML's pre prompt), then the question in ``<question>`` tags and the options as the
+letter-to-option dict that code prints (``{'A': '1', 'B': '2'}``) in ``<options>`` tags (the question
+part), then its request to guess rather than refuse (the post prompt), with its budget of 1,024 new
+tokens (``MAX_TOKENS``); the long replies are read by ``parse_choice``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ TASK = MultipleChoiceTask(
     answer="answer",
     categories=(Category.one_each("reason_type", REASON_TYPES), Category.one_each("demonstration_type", DEMONSTRATION_TYPES)),
     videos=("{video_path}",),
+    # construct_prompt's "{question} \n</question>\n\n<options> \n{index2ans}", the dict as Python prints it.
+    question_format="{question} \n</question>\n\n<options> \n{options}",
+    show_options=str,
 )
 DATASET_PATH, DATASET_KWARGS = TASK.benchmark.dataset_path(), TASK.benchmark.dataset_kwargs()
 check_doc, process_docs, doc_to_visual = TASK.check_doc, TASK.process_docs, TASK.doc_to_visual

@@ -53,7 +53,8 @@ def test_a_valid_doc_is_its_video_then_its_question(tomato, tmp_path):
     assert config["doc_to_visual"](docs[0]) == [video]
     [turn] = config["doc_to_messages"](docs[0], config["lmms_eval_specific_kwargs"]["default"])
     assert turn["content"][0] == {"type": "video", "url": video}
-    assert turn["content"][1]["text"].startswith(f"{docs[0]['question']}\nA. 1\nB. 2\nC. 3")
+    # TOMATO's own prompt (tests/scoring/test_official_prompts.py has it whole): the question, then its options.
+    assert f"<question> \n{docs[0]['question']} \n</question>\n\n<options> \n{{'A': '1', 'B': '2', 'C': '3'," in turn["content"][1]["text"]
     assert config["process_results"](docs[0], ["C"])["failed_samples"] is None
 
 
