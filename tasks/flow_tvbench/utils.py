@@ -8,6 +8,13 @@ of the right candidate); Action Sequence and Action Localization docs also give 
 Videos sit in one folder per task, ``video/<task>/<video>`` in the hub repository (a flattened
 ``<task>/<video>`` is accepted too); the task is the doc's dataset config (``flow_config``).
 No per-task counts are published with the dataset, so no size is checked.
+
+The prompt is TVBench's own evaluation's (``infer.ipynb`` and ``vqa_dataset.py`` of
+daniel-cores/tvbench, MVBench's format): VideoChat2's system text before the question (the YAML's pre
+prompt), the question as "Question: ...\nOptions:\n(A) ...\n(B) ..." (``qa_template``), then
+"\nOnly give the best option." (the post prompt), with the answer primed by "Best option:(" (declared
+as ``answer_primer``; see ``scoring.video_task`` for why it is not sent yet) and 100 new tokens.
+``flow_tvbench_mvbench_style`` is Map the Flow's version of it (byminji/map-the-flow).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ TASK = MultipleChoiceTask(
     answer_is_text=True,
     window=("start", "end"),
     videos=("video/{flow_config}/{video}", "{flow_config}/{video}"),
+    question_format="Question: {question}\nOptions:\n{options}",  # qa_template's, as MVBench's
+    option_format="({key}) {text}",
 )
 DATASET_PATH, DATASET_KWARGS = TASK.benchmark.dataset_path(), TASK.benchmark.dataset_kwargs()
 check_doc, process_docs, doc_to_visual = TASK.check_doc, TASK.process_docs, TASK.doc_to_visual
