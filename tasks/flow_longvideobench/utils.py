@@ -6,7 +6,11 @@ upstream's layout), ``question``, ``option0``..``option4`` (unused ones are "N/A
 video's length group (15, 60, 600, 3600), reported as ``accuracy_<bound>s``, and
 ``question_category``, one of the 17 referring-reasoning categories (S2E ... TAA), reported as
 ``accuracy_<category>`` in lower case: the two breakdowns LongVideoBench's evaluation reports.
-This is upstream's ``longvideobench_val_v`` set-up (no interleaved subtitles).
+This is upstream's ``longvideobench_val_v`` set-up (no interleaved subtitles), with the official
+dataloader's prompt (``LongVideoBenchDataset.__getitem__`` in longvideobench/LongVideoBench): "Question: "
+and the question, one "A. option" line per candidate, then "Answer with the option's letter from the
+given choices directly." (the YAML's post prompt), its text items joined by new lines as lmms-eval's
+task joins them. The official code sets no token budget; lmms-eval's 32 is kept.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ TASK = MultipleChoiceTask(
     options=options,
     required={"question": str, "video_path": str},
     videos=("videos/{video_path}",),
+    question_format="Question: {question}\n{options}",  # the official dataloader's "Question: " + question
 )
 DATASET_PATH, DATASET_KWARGS = TASK.benchmark.dataset_path(), TASK.benchmark.dataset_kwargs()
 check_doc, process_docs, doc_to_visual = TASK.check_doc, TASK.process_docs, TASK.doc_to_visual
