@@ -1,4 +1,4 @@
-"""The families beside Qwen2.5-VL, as the tests drive them: tiny checkpoint, model class, and
+"""Every family, as the tests drive them: tiny checkpoint, model class, and
 processor inputs built the way each flow wrapper's lmms-eval path builds them (the regime goes on
 through ``lmms_eval_flow.engine.families.apply_regime``). The families are the declared tiny
 builders (``lmms_eval_flow.tiny.FAMILIES``); each needs its expectations in ``EXPECTED``, which
@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 from qwen_vl_utils import process_vision_info
 from transformers import (
+    AutoProcessor,
     LlavaNextVideoForConditionalGeneration,
     LlavaOnevisionForConditionalGeneration,
+    Qwen2_5_VLForConditionalGeneration,
     Qwen3VLForConditionalGeneration,
     VideoLlama3ForConditionalGeneration,
 )
@@ -28,9 +30,15 @@ CLIP = {"frames": 8, "size": 56, "fps": 4, "objects": [
 QUESTION = "In which direction does the red square move? A. left B. right C. up D. down"
 
 
-def make_inputs(processor, questions: list[str]):
-    """Processor output for one clip per question, built as lmms-eval's Qwen2.5-VL wrapper builds it."""
-    video = {"type": "video", "video": str(clip_path(CLIP)), "max_pixels": 3136, "min_pixels": 3136, "nframes": 8}
+# Qwen2.5-VL frames of 56x56 pixels (its patches are 14 px, merged 2x2): 2x2 tokens per temporal patch.
+QWEN2_5_VL_PIXELS = 56 * 56
+
+
+def make_inputs(processor, questions: list[str], video: str | None = None):
+    """Processor output for one clip (``CLIP`` unless given) per question, built as lmms-eval's
+    Qwen2.5-VL wrapper builds it; its processor needs ``QWEN2_5_VL_PIXELS`` as min and max pixels."""
+    video = {"type": "video", "video": video or str(clip_path(CLIP)), "max_pixels": QWEN2_5_VL_PIXELS,
+             "min_pixels": QWEN2_5_VL_PIXELS, "nframes": 8}
     messages = [[{"role": "user", "content": [video, {"type": "text", "text": q}]}] for q in questions]
     texts = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     _, videos, _ = process_vision_info(messages, return_video_kwargs=True, return_video_metadata=True)
@@ -56,8 +64,16 @@ class Family:
         """The lmms-eval model name: a family's wrapper is ``<family>_flow``."""
         return f"{self.name}_flow"
 
+    def processor(self, model_dir):
+        """The checkpoint's processor, as the wrapper's lmms-eval path loads it with ``model_args``."""
+        if self.name == "qwen2_5_vl":
+            return AutoProcessor.from_pretrained(model_dir, max_pixels=QWEN2_5_VL_PIXELS, min_pixels=QWEN2_5_VL_PIXELS)
+        return AutoProcessor.from_pretrained(model_dir)
+
     def inputs(self, processor, video: str, questions: list[str]):
         """Processor output for one clip per question, as the wrapper's lmms-eval path makes it."""
+        if self.name == "qwen2_5_vl":
+            return make_inputs(processor, questions, video)
         if self.name == "qwen3_vl":
             return _qwen3_vl_inputs(processor, video, questions)
         messages = [[{"role": "user", "content": [{"type": "video", "video": video}, {"type": "text", "text": q}]}]
@@ -82,9 +98,10 @@ def _qwen3_vl_inputs(processor, video: str, questions: list[str]):
 
 CPU = "device=cpu,device_map=cpu"
 # What each family's tiny checkpoint is expected to be and run with: model class, depth, frame
-# groups of an 8-frame clip, lmms-eval model args. (Qwen2.5-VL's tests use make_inputs and
-# conftest's SMALL_VIDEO_ARGS.)
+# groups of an 8-frame clip, lmms-eval model args.
 EXPECTED = {
+    "qwen2_5_vl": (Qwen2_5_VLForConditionalGeneration, 28, 4,
+                   f"{CPU},max_pixels={QWEN2_5_VL_PIXELS},min_pixels={QWEN2_5_VL_PIXELS},max_num_frames=8"),
     "llava_onevision": (LlavaOnevisionForConditionalGeneration, 28, 8, CPU),
     "llava_next_video": (LlavaNextVideoForConditionalGeneration, 32, 8, CPU),
     "videollama3": (VideoLlama3ForConditionalGeneration, 28, 8, CPU),
@@ -92,3 +109,4 @@ EXPECTED = {
                  f"{CPU},max_pixels={QWEN3_VL_PIXELS},min_pixels={QWEN3_VL_PIXELS},max_num_frames=8"),
 }
 FAMILIES = [Family(name, *EXPECTED[name]) for name in TINY_FAMILIES if name in EXPECTED]
+FAMILY = {family.name: family for family in FAMILIES}

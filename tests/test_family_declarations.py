@@ -7,6 +7,8 @@ another."""
 import importlib
 import pkgutil
 
+import pytest
+
 from family_cases import EXPECTED, FAMILIES
 
 from lmms_eval_flow.engine import families as engine_families
@@ -26,16 +28,23 @@ def family_wrappers() -> dict[str, type]:
     return found
 
 
-def test_every_layout_module_is_found_by_a_model_type():
+def test_every_layout_module_is_found_by_the_model_type_it_declares():
     assert {module.__name__.rsplit(".", 1)[1] for module in engine_families.FAMILIES.values()} == LAYOUT_MODULES
+    assert all(module.MODEL_TYPE == model_type for model_type, module in engine_families.FAMILIES.items())
+
+
+def test_a_layout_module_without_a_model_type_is_named(tmp_path, monkeypatch):
+    (tmp_path / "new_family.py").write_text("def layout_for(model, tokenizer): ...\n")
+    monkeypatch.setattr(engine_families, "__path__", [*engine_families.__path__, str(tmp_path)])
+    with pytest.raises(TypeError, match=r"lmms_eval_flow\.engine\.families\.new_family declare no MODEL_TYPE"):
+        engine_families.declared_families()
 
 
 def test_every_family_has_a_tiny_builder_a_wrapper_and_test_expectations():
     assert set(TINY_FAMILIES) == LAYOUT_MODULES
     assert set(family_wrappers()) == LAYOUT_MODULES
-    # Qwen2.5-VL's tests drive it through conftest's fixtures; every other family is a case
-    assert set(EXPECTED) == LAYOUT_MODULES - {"qwen2_5_vl"}
-    assert [family.name for family in FAMILIES] == [name for name in TINY_FAMILIES if name != "qwen2_5_vl"]
+    assert set(EXPECTED) == LAYOUT_MODULES
+    assert [family.name for family in FAMILIES] == list(TINY_FAMILIES)
 
 
 def test_a_wrapper_is_registered_under_its_model_name_and_takes_its_familys_checkpoints():

@@ -6,9 +6,9 @@ A pathway is "target reads source", and a knockout is an ordinary regime: the mo
 pathway in the window's layers. Pathways are spelled ``SOURCE_TARGET``:
 
 - sources: ``prefix``, ``video``, ``frame<k>`` (one frame, 0-based), ``question``, ``options``,
-  ``non_options``, ``template``;
-- targets: ``video``, ``question``, ``options``, ``non_options``, ``template``, ``last``,
-  ``query`` (question, template and last);
+  ``non_options``, ``template``, ``instruction`` (the task's instruction, part of template);
+- targets: ``video``, ``question``, ``options``, ``non_options``, ``template``, ``instruction``,
+  ``last``, ``query`` (question, template and last);
 - and ``cross_frame``: a video token reads the tokens of earlier frames.
 
 So ``video_question``, ``question_last``, ``video_last`` are the papers' pathways,
@@ -44,8 +44,8 @@ from lmms_eval_flow.engine.layers import format_layer_range
 from lmms_eval_flow.engine.layout import QUERY, TokenLayout
 from lmms_eval_flow.engine.regimes import Regime, Rule
 
-SOURCES = ("prefix", "video", "question", "non_options", "options", "template")
-TARGETS = ("video", "question", "non_options", "options", "template", "last", "query")
+SOURCES = ("prefix", "video", "question", "non_options", "options", "template", "instruction")
+TARGETS = ("video", "question", "non_options", "options", "template", "instruction", "last", "query")
 _PATHWAY = re.compile(rf"^(?:({'|'.join(SOURCES)})|frame(\d+))_({'|'.join(TARGETS)})$")
 SAMPLES = ("correct", "all")
 # Docs run per call and written together: an interrupted sweep loses at most this many passes.
@@ -238,8 +238,8 @@ KNOCKOUT_COLUMNS = ["pathway", "layer", "first_layer", "last_layer", "doc_id", "
 
 
 def layout_json(layout: TokenLayout) -> str:
-    """A layout as JSON (segments as [group, start, stop, frame, option]), kept with each doc."""
-    return json.dumps([[s.group, s.start, s.stop, s.frame, s.option] for s in layout.segments])
+    """A layout as JSON (segments as [group, start, stop, frame, option, instruction]), kept with each doc."""
+    return json.dumps([[s.group, s.start, s.stop, s.frame, s.option, s.instruction] for s in layout.segments])
 
 
 def run_base(probe, folder: SweepFolder) -> pd.DataFrame:
@@ -324,10 +324,12 @@ def _chunks(doc_ids: list[int]) -> list[list[int]]:
 
 
 def _check_docs(pathways: tuple[str, ...], docs: pd.DataFrame) -> None:
-    """A single-frame pathway needs that frame, an option pathway option spans, in every swept doc."""
+    """A single-frame pathway needs that frame, an option pathway option spans, an instruction pathway
+    the instruction, in every swept doc."""
     layouts = {doc_id: json.loads(layout) for doc_id, layout in zip(docs["doc_id"], docs["layout"])}
     frames = min(sum(1 for s in segments if s[0] == "video") for segments in layouts.values())
     without_options = [doc_id for doc_id, segments in layouts.items() if not any(s[4] >= 0 for s in segments)]
+    without_instruction = [doc_id for doc_id, segments in layouts.items() if not any(s[5:] == [True] for s in segments)]
     for pathway in pathways:
         rule = pathway_rule(pathway, ())
         if isinstance(rule.frames, int) and rule.frames >= frames:
@@ -336,3 +338,7 @@ def _check_docs(pathways: tuple[str, ...], docs: pd.DataFrame) -> None:
         if {"options", "non_options"} & set(rule.reader + rule.source) and without_options:
             raise ValueError(f"pathway {pathway} needs option spans, but no lettered options (A. / (A) ...) were found "
                              f"in the question of doc(s) {without_options}")
+        if "instruction" in rule.reader + rule.source and without_instruction:
+            raise ValueError(f"pathway {pathway} needs the task's instruction, but none was found in the prompt of "
+                             f"doc(s) {without_instruction} (its task names no instruction, or the prompt does not open "
+                             f"or close with it)")

@@ -1,16 +1,19 @@
 """What every family's layout function shares: reading one row's token ids, runs of video
 tokens, and the question and template after the video.
 
-A family's layout function (``model_wrappers/<family>_flow.py``) knows only where its video and
+A family's layout function (``engine/families/<family>.py``) knows only where its video and
 its frames are and where its user turn ends; ``layout_after_video`` turns that into a
 ``TokenLayout`` the same way for every family, so "question" means the same thing everywhere:
 the user's text after the video (without the blank or special tokens that open it), up to the
-end of the user turn. Whatever else follows the video is template; the final position is last.
+end of the user turn, less the task's instruction where the user text opens or closes with it
+(Map the Flow's code takes the question text and its options only). Whatever else follows the
+video is template; the final position is last.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from lmms_eval_flow.engine.layout import TokenLayout, option_spans
@@ -48,15 +51,18 @@ def video_span(ids: list[int], video_token_id: int) -> tuple[int, int] | None:
 
 @dataclass(frozen=True)
 class PromptText:
-    """What a layout needs of the tokenizer: which ids are special, and the text of ids."""
+    """What a layout needs of the tokenizer (which ids are special, and the text of ids) and of
+    the tasks: the texts of their instructions, read at every layout, so a harness may add a
+    task's instruction to the collection when that task's prompts are built."""
 
     special_ids: frozenset[int]
     decode_ids: Callable[[list[int]], str]  # the tokenizer's ``decode``
+    instructions: Collection[str] = ()
 
     @classmethod
-    def of(cls, tokenizer) -> "PromptText":
+    def of(cls, tokenizer, instructions: Collection[str] = ()) -> "PromptText":
         special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
-        return cls(frozenset(special), tokenizer.decode)
+        return cls(frozenset(special), tokenizer.decode, instructions)
 
     def decode(self, ids: list[int]) -> str:
         return self.decode_ids(ids)
@@ -86,15 +92,43 @@ def layout_after_video(ids: list[int], video_start: int, frame_sizes: list[int],
     """The layout of a prompt whose video (frames of ``frame_sizes`` tokens from ``video_start``)
     is followed by the user's text, which ends where the user turn does (``turn_end``).
 
-    The question runs from the first word after the video to the last word before ``turn_end``;
-    its option spans ("A. ..." lines) are found in its text.
+    The question runs from the first word after the video to the last word before ``turn_end``,
+    less an instruction it opens or closes with (``instruction_spans``), which is template; its
+    option spans ("A. ..." lines) are found in its text.
     """
     video_stop = video_start + sum(frame_sizes)
     words = [i for i in range(video_stop, turn_end) if text.is_text(ids[i])]
     start, stop = (words[0], words[-1] + 1) if words else (turn_end, turn_end)
+    instructions = [(start + a, start + b) for a, b in instruction_spans(text.pieces(ids[start:stop]), text.instructions)]
+    inside = [i for i in words if not any(a <= i < b for a, b in instructions)]
+    if instructions:
+        start, stop = (inside[0], inside[-1] + 1) if inside else (instructions[0][1],) * 2
     options = option_spans(text.pieces(ids[start:stop])) if stop > start else []
     return TokenLayout.from_spans(len(ids), video_start, frame_sizes, (start, stop),
-                                  [(start + first, start + last) for first, last in options])
+                                  [(start + first, start + last) for first, last in options], instructions)
+
+
+def instruction_spans(pieces: list[str], instructions: Collection[str]) -> list[tuple[int, int]]:
+    """Token spans ``(start, stop)`` of the instruction a user text (given as token texts) opens
+    with and of the one it closes with: the longest of ``instructions`` that the text, stripped,
+    starts or ends with. A span holds the tokens whose words lie wholly inside the instruction."""
+    text = "".join(pieces)
+    body_start, body_end = len(text) - len(text.lstrip()), len(text.rstrip())
+    body = text[body_start:body_end]
+    found = sorted({i.strip() for i in instructions if i.strip()}, key=len, reverse=True)
+    opening = next((i for i in found if body.startswith(i)), None)
+    closing = next((i for i in found if body.endswith(i) and len(i) <= len(body) - len(opening or "")), None)
+    ranges = ([(body_start, body_start + len(opening))] if opening else []) + \
+             ([(body_end - len(closing), body_end)] if closing else [])
+    starts = [0, *itertools.accumulate(len(piece) for piece in pieces)]  # where each token's text starts
+    words = [(t, starts[t] + len(piece) - len(piece.lstrip()), starts[t] + len(piece.rstrip()))
+             for t, piece in enumerate(pieces) if piece.strip()]  # each token's text, blanks left out
+    spans = []
+    for low, high in ranges:
+        inside = [t for t, first, end in words if low <= first and end <= high]
+        if inside:
+            spans.append((inside[0], inside[-1] + 1))
+    return spans
 
 
 def first_after(ids: list[int], token_id: int, start: int) -> int:

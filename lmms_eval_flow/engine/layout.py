@@ -7,7 +7,9 @@ sample. Model families only find the video and the question in their own token i
 
 The option spans of a multiple-choice question (SPEC ``options``) are parts of ``question``, not a
 group of their own: every regime still sees them as question. Analysis rules may name them as
-``options`` (every option span) or ``non_options`` (the rest of the question).
+``options`` (every option span) or ``non_options`` (the rest of the question). Likewise the
+task's instruction ("Only give the best option.") is part of ``template``, as Map the Flow's code
+draws it, which analysis rules may name as ``instruction``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import torch
@@ -23,8 +25,9 @@ import torch
 GROUPS = ("prefix", "video", "question", "template", "last")
 # Every position after the video: what SPEC calls `query`.
 QUERY = ("question", "template", "last")
-# Parts of `question` that analysis rules may name (SPEC `options`, analysis only).
+# Parts of `question` and of `template` that analysis rules may name (SPEC `options`, analysis only).
 QUESTION_PARTS = ("options", "non_options")
+TEMPLATE_PARTS = ("instruction",)
 
 # An option marker: "A." / "A)" / "(A)" at a line start or after a space, followed by a space.
 _OPTION_MARKER = re.compile(r"(?:^|(?<=\s))\(?([A-Z])[.)](?=\s)", re.MULTILINE)
@@ -39,13 +42,16 @@ class Segment:
     stop: int
     frame: int = -1  # frame index inside the video; -1 outside it
     option: int = -1  # option index inside the question (A=0, B=1, ...); -1 outside an option span
+    instruction: bool = False  # template that is the task's instruction
 
     @property
     def size(self) -> int:
         return self.stop - self.start
 
     def belongs_to(self, group: str) -> bool:
-        """Whether the segment is part of ``group``: one of GROUPS or of QUESTION_PARTS."""
+        """Whether the segment is part of ``group``: one of GROUPS, QUESTION_PARTS or TEMPLATE_PARTS."""
+        if group == "instruction":
+            return self.instruction
         if group == "options":
             return self.option >= 0
         if group == "non_options":
@@ -67,12 +73,14 @@ class TokenLayout:
         frame_sizes: list[int],
         question: tuple[int, int],
         options: list[tuple[int, int]] = (),
+        instructions: list[tuple[int, int]] = (),
     ) -> "TokenLayout":
         """Build a layout from the video's start and per-frame token counts and the question span.
 
         Everything before the video is prefix; after it, the question span is question, the
         final position is last, and every other position is template. ``options`` are the
-        ordered, disjoint spans of the answer options inside the question (see ``option_spans``).
+        ordered, disjoint spans of the answer options inside the question (see ``option_spans``);
+        ``instructions`` the spans of the task's instruction, template before or after the question.
         """
         video_stop = video_start + sum(frame_sizes)
         q_start, q_stop = question
@@ -101,6 +109,11 @@ class TokenLayout:
             Segment("template", q_stop, length - 1),
             Segment("last", length - 1, length),
         ]
+        for i_start, i_stop in instructions:
+            if not (video_stop <= i_start <= i_stop <= q_start or q_stop <= i_start <= i_stop <= length - 1):
+                raise ValueError(f"instruction span {i_start}-{i_stop} must lie between the video (ends at {video_stop}) "
+                                 f"and the question {q_start}-{q_stop}, or between the question and the last position")
+            segments = [part for segment in segments for part in _marked(segment, i_start, i_stop)]
         return cls(tuple(s for s in segments if s.size > 0))
 
     @classmethod
@@ -143,6 +156,15 @@ class TokenLayout:
 
     def describe(self) -> str:
         return ", ".join(f"{g}={self.size(g)}" for g in GROUPS) + f", frames={self.num_frames}"
+
+
+def _marked(segment: Segment, start: int, stop: int) -> list[Segment]:
+    """A template segment split so that its positions in ``start..stop`` are instruction."""
+    if segment.group != "template" or stop <= segment.start or segment.stop <= start:
+        return [segment]
+    inside = (max(start, segment.start), min(stop, segment.stop))
+    return [replace(segment, stop=inside[0]), replace(segment, start=inside[0], stop=inside[1], instruction=True),
+            replace(segment, start=inside[1])]
 
 
 def option_spans(pieces: list[str]) -> list[tuple[int, int]]:

@@ -1,11 +1,11 @@
-"""Regimes on tiny LLaVA-OneVision, LLaVA-NeXT-Video, VideoLLaMA3 and Qwen3-VL: the layout each
+"""Regimes on every family's tiny model (tests/family_cases.py): the layout each
 family's prompt gets, ``full`` changing nothing, the masks applied being the ones counted, and
 temporal exit really leaving video out of the KV cache."""
 
 import pytest
 import torch
 from family_cases import CLIP, FAMILIES, QUESTION
-from transformers import AutoConfig, AutoProcessor
+from transformers import AutoConfig
 
 from lmms_eval_flow.toy.clips import clip_path
 from lmms_eval_flow.engine.families import apply_regime
@@ -22,7 +22,7 @@ class Case:
     def __init__(self, family, model_dir):
         self.family = family
         self.depth = family.depth
-        self.processor = AutoProcessor.from_pretrained(model_dir)
+        self.processor = family.processor(model_dir)
         self.tokenizer = self.processor.tokenizer
         self.model = family.model_class.from_pretrained(model_dir, dtype=torch.float32).eval()
         self.inputs = family.inputs(self.processor, str(clip_path(CLIP)), [QUESTION])
@@ -68,6 +68,10 @@ def test_layout_splits_the_video_into_the_frames_the_model_sees(case):
     assert layout.num_frames == len(frames) == case.family.frames and layout.length == len(ids)
     texts = [case.text(slice(s.start, s.stop)) for s in frames]
     name = case.family.name
+    if name == "qwen2_5_vl":  # one temporal patch (two sampled frames) of 2x2 merged tokens, between vision start and end
+        assert [s.size for s in frames] == [4] * 4 and bool((ids[layout.positions("video")] == video_id).all())
+        assert case.text(slice(layout.video_start - 1, layout.video_start)) == "<|vision_start|>"
+        assert case.text(layout.positions("template")[:1]) == "<|vision_end|>"
     if name in ("llava_onevision", "llava_next_video"):  # one sampled frame: a fixed count of pooled tokens
         assert all(s.size == frames[0].size for s in frames) and bool((ids[layout.positions("video")] == video_id).all())
     if name == "llava_onevision":  # the newline embedding after the frames is template
@@ -82,6 +86,34 @@ def test_layout_splits_the_video_into_the_frames_the_model_sees(case):
     assert outside == (name == "llava_onevision")  # only the newline embedding
     assert case.text(layout.positions("question")).strip() == QUESTION
     assert case.text(layout.positions("options")).split() == "A. left B. right C. up D. down".split()
+
+
+INSTRUCTION = "Only give the best option."
+
+
+@torch.no_grad()
+def test_the_tasks_instruction_is_template_on_every_family(case):
+    """Given the instruction's text, the user text's closing instruction is template (analysis may
+    name it ``instruction``) and the question is the question and its options only; unnamed, it
+    stays question, as every other text of the user turn."""
+    inputs = case.family.inputs(case.processor, str(clip_path(CLIP)), [f"{QUESTION}\n{INSTRUCTION}"])
+    regime = build_regime("effective", case.depth)
+    layouts = {}
+    for given in ((), {INSTRUCTION}):
+        with apply_regime(case.model, case.tokenizer, regime, instructions=given) as session:
+            case.model(**inputs)
+        [plan] = session.take_records()
+        layouts[bool(given)] = plan.layout
+    named, unnamed = layouts[True], layouts[False]
+    text = lambda layout, group: case.tokenizer.decode(inputs["input_ids"][0, layout.positions(group)])  # noqa: E731
+    assert text(named, "question").strip() == QUESTION and text(named, "instruction").strip() == INSTRUCTION
+    assert set(named.positions("instruction").tolist()) <= set(named.positions("template").tolist())
+    assert text(unnamed, "question").strip() == f"{QUESTION}\n{INSTRUCTION}" and unnamed.size("instruction") == 0
+    between = set(unnamed.positions("question").tolist()) - set(named.positions("question").tolist()) \
+        - set(named.positions("instruction").tolist())  # the blank between question and instruction: template
+    assert between and case.tokenizer.decode(inputs["input_ids"][0, sorted(between)]).strip() == ""
+    assert text(named, "options").split() == text(unnamed, "options").split() == "A. left B. right C. up D. down".split()
+    assert named.size("video") == unnamed.size("video") and named.length == unnamed.length
 
 
 @torch.no_grad()

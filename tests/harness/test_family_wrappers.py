@@ -1,45 +1,41 @@
-"""The LLaVA-OneVision, LLaVA-NeXT-Video, VideoLLaMA3 and Qwen3-VL flow wrappers through lmms-eval:
-argument checks before loading and every regime of every family through the real CLI with its edges in
-the results (``full`` against lmms-eval's own wrappers: test_stock_equivalence)."""
+"""Every family's flow wrapper through lmms-eval: argument checks before loading and every regime of
+every family through the real CLI with its edges in the results (``full`` against lmms-eval's own
+wrappers: test_stock_equivalence)."""
 
+import importlib
 from pathlib import Path
 
 import pytest
 from loguru import logger
 import transformers
 from conftest import TASKS_DIR
-from family_cases import FAMILIES, QWEN3_VL_PIXELS
+from family_cases import FAMILIES, FAMILY
 from lmms_eval.models.chat.huggingface import Huggingface
-from lmms_eval.models.chat.llava_hf import LlavaHf
-from lmms_eval.models.chat.qwen3_vl import Qwen3_VL
-from lmms_eval_flow.model_wrappers.llava_next_video_flow import LlavaNextVideoFlow
-from lmms_eval_flow.model_wrappers.llava_onevision_flow import LlavaOnevisionFlow
-from lmms_eval_flow.model_wrappers.qwen3_vl_flow import Qwen3_VLFlow
-from lmms_eval_flow.model_wrappers.videollama3_flow import VideoLLaMA3Flow
+from lmms_eval.utils import simple_parse_args_string
 
 from lmms_eval_flow.harness.runner import run_lmms_eval_many
+from lmms_eval_flow.model_wrappers import WRAPPERS
 
 REGIMES = ["full", "effective", "random", "staged", "temporal_exit"]
 DOCS = 3
 MAX_NEW_TOKENS = 4
-# The flow wrapper of each family and lmms-eval's chat wrapper it subclasses.
-WRAPPERS = {
-    "llava_onevision": (LlavaOnevisionFlow, LlavaHf),
-    "llava_next_video": (LlavaNextVideoFlow, Huggingface),
-    "videollama3": (VideoLLaMA3Flow, Huggingface),
-    "qwen3_vl": (Qwen3_VLFlow, Qwen3_VL),
-}
 ARGS = {"device": "cpu", "device_map": "cpu"}
-QWEN3_VL_ARGS = {"max_pixels": QWEN3_VL_PIXELS, "min_pixels": QWEN3_VL_PIXELS, "max_num_frames": 8}
+
+
+def flow_class(family: str) -> type:
+    """The family's flow wrapper, as lmms-eval imports it."""
+    module, name = WRAPPERS[f"{family}_flow"].rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
 
 
 def lmms_eval_args(family: str) -> dict:
-    return {**ARGS, **(QWEN3_VL_ARGS if family == "qwen3_vl" else {})}
+    return simple_parse_args_string(FAMILY[family].model_args)
 
 
-@pytest.mark.parametrize("family", WRAPPERS)
-def test_bad_arguments_fail_before_the_model_loads(family, family_model_dir, tiny_model_dir, monkeypatch):
-    flow_class, _ = WRAPPERS[family]
+@pytest.mark.parametrize("family", FAMILY)
+def test_bad_arguments_fail_before_the_model_loads(family, family_model_dir, monkeypatch):
+    wrapper = flow_class(family)
+    other = "qwen3_vl" if family == "qwen2_5_vl" else "qwen2_5_vl"  # a checkpoint of another family
 
     def refuse(*args, **kwargs):
         raise AssertionError("the model started loading before the arguments were checked")
@@ -47,17 +43,18 @@ def test_bad_arguments_fail_before_the_model_loads(family, family_model_dir, tin
     monkeypatch.setattr(transformers.PreTrainedModel, "from_pretrained", classmethod(refuse))
     model_dir = str(family_model_dir(family))
     with pytest.raises(ValueError, match=r"regime='sparse' is not a regime"):
-        flow_class(pretrained=model_dir, regime="sparse", **ARGS)
-    with pytest.raises(ValueError, match=r"unknown model argument\(s\) croSS_frame for \w+_flow"):
-        flow_class(pretrained=model_dir, regime="effective", croSS_frame="6-15", **ARGS)
-    with pytest.raises(ValueError, match=rf"needs a \w+ checkpoint; {tiny_model_dir} is a qwen2_5_vl checkpoint"):
-        flow_class(pretrained=str(tiny_model_dir), regime="full", **ARGS)
+        wrapper(pretrained=model_dir, regime="sparse", **ARGS)
+    with pytest.raises(ValueError, match=rf"unknown model argument\(s\) croSS_frame for {family}_flow"):
+        wrapper(pretrained=model_dir, regime="effective", croSS_frame="6-15", **ARGS)
+    other_dir = family_model_dir(other)
+    with pytest.raises(ValueError, match=rf"{family}_flow needs a \w+ checkpoint; {other_dir} is a {other} checkpoint"):
+        wrapper(pretrained=str(other_dir), regime="full", **ARGS)
     if family == "qwen3_vl":
         with pytest.raises(ValueError, match=r"exit_layer=2 is too early for Qwen3-VL"):
-            flow_class(pretrained=model_dir, regime="temporal_exit", exit_layer=2, **ARGS)
-    if WRAPPERS[family][1] is Huggingface:
+            wrapper(pretrained=model_dir, regime="temporal_exit", exit_layer=2, **ARGS)
+    if issubclass(wrapper, Huggingface):  # lmms-eval's generic chat wrapper
         with pytest.raises(ValueError, match=r"runs batch_size=1 only \(got 2\)"):
-            flow_class(pretrained=model_dir, regime="full", batch_size=2, **ARGS)
+            wrapper(pretrained=model_dir, regime="full", batch_size=2, **ARGS)
 
 
 GUESS = "a guess: none published for this model; the row of the closest published depth, "
@@ -75,7 +72,7 @@ def test_default_effective_ranges_are_the_familys_published_row_or_a_stated_gues
     warnings = []
     sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
     try:
-        model = WRAPPERS[family][0](pretrained=str(family_model_dir(family)), regime="effective", **lmms_eval_args(family))
+        model = flow_class(family)(pretrained=str(family_model_dir(family)), regime="effective", **lmms_eval_args(family))
     finally:
         logger.remove(sink)
     settings = model.regime.settings

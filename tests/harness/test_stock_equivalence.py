@@ -12,17 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMALL_VIDEO_ARGS, TASKS_DIR
-from family_cases import FAMILIES
-from family_cases import QUESTION, make_inputs
+from conftest import TASKS_DIR
+from family_cases import FAMILY, QUESTION
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
 from lmms_eval_flow.toy.clips import clip_path
 from lmms_eval_flow.harness.runner import run_lmms_eval_many
 
 DOCS, NEW_TOKENS = 12, 32
-FAMILY = {family.name: family for family in FAMILIES}
-ARGS = {"qwen2_5_vl": SMALL_VIDEO_ARGS, **{family.name: family.model_args for family in FAMILIES}}
 # (family, flow wrapper, lmms-eval's wrapper of the family, extra model args, checkpoint in bfloat16)
 CASES = [
     ("qwen2_5_vl", "qwen2_5_vl_flow", "qwen2_5_vl", "", False),
@@ -68,7 +65,7 @@ def cli_replies(checkpoint, tmp_path_factory) -> dict:
 
     def run(case: int, model: str, side: str) -> dict:
         family, _, _, extra, bfloat16 = CASES[case]
-        args = ",".join(filter(None, [f"pretrained={checkpoint(family, bfloat16)}", ARGS[family], extra]))
+        args = ",".join(filter(None, [f"pretrained={checkpoint(family, bfloat16)}", FAMILY[family].model_args, extra]))
         if side == "flow":
             args += ",regime=full"
         elif "dtype" in extra and model.startswith("stock_qwen"):
@@ -125,15 +122,13 @@ def flow_wrapper(family: str):
 
 
 def model_arguments(family: str) -> dict:
-    return dict(pair.split("=") for pair in ARGS[family].split(","))
+    return dict(pair.split("=") for pair in FAMILY[family].model_args.split(","))
 
 
 def family_inputs(family: str, model_dir: Path):
-    if family == "qwen2_5_vl":
-        return make_inputs(AutoProcessor.from_pretrained(model_dir, max_pixels=3136, min_pixels=3136), [QUESTION])
     video = str(clip_path({"frames": 8, "size": 64, "fps": 4, "objects": [
         {"shape": "square", "color": "red", "start": [10, 28], "velocity": [4, 0], "size": 12}]}))
-    return FAMILY[family].inputs(AutoProcessor.from_pretrained(model_dir), video, [QUESTION])
+    return FAMILY[family].inputs(FAMILY[family].processor(model_dir), video, [QUESTION])
 
 
 @pytest.mark.parametrize("family, arguments, loaded, computed", IN_PROCESS,

@@ -3,11 +3,13 @@
 A family is one module here holding its layout function (one batch row's token ids and the
 processor's outputs -> a ``TokenLayout``) and ``layout_for(model, tokenizer)``, which binds a
 loaded checkpoint's ids into it; optionally ``check_regime(config, regime)``, which refuses what
-the family cannot run. ``FAMILIES`` finds them by the checkpoint's ``config.model_type``.
+the family cannot run. Each declares ``MODEL_TYPE``, its checkpoints' ``config.model_type``,
+by which ``FAMILIES`` finds it.
 
 For use without lmms-eval (a notebook, another harness)::
 
-    session = apply_regime(model, processor.tokenizer, "effective")   # or a Regime
+    session = apply_regime(model, processor.tokenizer, "effective",   # or a Regime
+                           instructions=["Only give the best option."])   # template, not question
     with session, torch.no_grad():
         model(**inputs)
     [plan] = session.take_records()   # plan.edges, plan.full_edges, plan.edges_per_layer
@@ -15,21 +17,26 @@ For use without lmms-eval (a notebook, another harness)::
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+from collections.abc import Collection
 from types import ModuleType
 
-from lmms_eval_flow.engine.families import llava_next_video, llava_onevision, qwen2_5_vl, qwen3_vl, videollama3
 from lmms_eval_flow.engine.regimes import Regime, build_regime
 from lmms_eval_flow.engine.session import RegimeSession
 
-# config.model_type -> the family's module: every module of this folder, under its checkpoints' model_type
-# (tests/test_family_declarations.py fails on one left out)
-FAMILIES: dict[str, ModuleType] = {
-    "qwen2_5_vl": qwen2_5_vl,
-    "qwen3_vl": qwen3_vl,
-    "llava_onevision": llava_onevision,
-    "llava_next_video": llava_next_video,
-    "video_llama_3": videollama3,
-}
+
+def declared_families() -> dict[str, ModuleType]:
+    """config.model_type -> family module: every module of this folder, under the ``MODEL_TYPE``
+    it declares, so a new family's module needs no line here."""
+    modules = [importlib.import_module(f"{__name__}.{info.name}") for info in pkgutil.iter_modules(__path__)]
+    undeclared = [module.__name__ for module in modules if not isinstance(getattr(module, "MODEL_TYPE", None), str)]
+    if undeclared:
+        raise TypeError(f"family module(s) {', '.join(undeclared)} declare no MODEL_TYPE (their checkpoints' model_type)")
+    return {module.MODEL_TYPE: module for module in modules}
+
+
+FAMILIES: dict[str, ModuleType] = declared_families()
 
 
 def family_of(config) -> ModuleType:
@@ -45,13 +52,17 @@ def check_regime(config, regime: Regime) -> None:
         check(config, regime)
 
 
-def apply_regime(model, tokenizer, regime: Regime | str, backend: str = "auto", **parameters) -> RegimeSession:
+def apply_regime(model, tokenizer, regime: Regime | str, backend: str = "auto", instructions: Collection[str] = (),
+                 **parameters) -> RegimeSession:
     """Put ``regime`` (a ``Regime``, or a regime name and its model arguments, e.g.
-    ``"effective", cross_frame="6-15"``) on a loaded model of a supported family."""
+    ``"effective", cross_frame="6-15"``) on a loaded model of a supported family.
+
+    ``instructions`` are the texts of the tasks' instructions ("Only give the best option."): a
+    user text that opens or closes with one has it drawn as template, not question."""
     config = model.config
     if isinstance(regime, str):
         regime = build_regime(regime, config.text_config.num_hidden_layers, model_type=config.model_type,
                               checkpoint=config.name_or_path, **parameters)
     check_regime(config, regime)
     return RegimeSession(model, model.model.language_model.layers, regime,
-                         family_of(config).layout_for(model, tokenizer), backend)
+                         family_of(config).layout_for(model, tokenizer, instructions), backend)

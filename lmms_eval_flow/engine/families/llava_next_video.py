@@ -4,9 +4,13 @@ Why the groups are drawn so: ``model_wrappers/llava_next_video_flow.py``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from lmms_eval_flow.engine.family_layout import PromptText, layout_after_video, row_ids, text_only_layout, video_span
 from lmms_eval_flow.engine.layout import TokenLayout
 from lmms_eval_flow.engine.session import LayoutFunction
+
+MODEL_TYPE = "llava_next_video"  # config.model_type of its checkpoints: engine.families.FAMILIES finds the module by it
 
 ASSISTANT_PROMPT = "ASSISTANT:"
 
@@ -40,8 +44,9 @@ def llava_next_video_layout(forward_kwargs: dict, row: int, *, video_token_id: i
     return layout_after_video(ids, start, [frame_tokens] * frames, assistant_prompt_start(ids, stop, text), text)
 
 
-def layout_for(model, tokenizer) -> LayoutFunction:
-    """The layout function of a loaded model: its token ids bound in."""
+def layout_for(model, tokenizer, instructions: Collection[str] = ()) -> LayoutFunction:
+    """The layout function of a loaded model: its token ids, and the texts of the tasks' instructions
+    (``PromptText``), bound in."""
     layout_args = dict(video_token_id=model.config.video_token_index, frame_tokens=tokens_per_frame(model.config),
-                       text=PromptText.of(tokenizer))
+                       text=PromptText.of(tokenizer, instructions))
     return lambda forward_kwargs, row: llava_next_video_layout(forward_kwargs, row, **layout_args)

@@ -5,10 +5,13 @@ Why the groups are drawn so: ``model_wrappers/llava_onevision_flow.py``.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 from lmms_eval_flow.engine.family_layout import PromptText, first_after, layout_after_video, row_ids, text_only_layout, video_span
 from lmms_eval_flow.engine.layout import TokenLayout
 from lmms_eval_flow.engine.session import LayoutFunction
+
+MODEL_TYPE = "llava_onevision"  # config.model_type of its checkpoints: engine.families.FAMILIES finds the module by it
 
 
 def tokens_per_frame(config) -> int:
@@ -32,12 +35,13 @@ def llava_onevision_layout(forward_kwargs: dict, row: int, *, video_token_id: in
     return layout_after_video(ids, start, [frame_tokens] * frames, first_after(ids, end_of_turn_id, stop), text)
 
 
-def layout_for(model, tokenizer) -> LayoutFunction:
-    """The layout function of a loaded model: its token ids bound in."""
+def layout_for(model, tokenizer, instructions: Collection[str] = ()) -> LayoutFunction:
+    """The layout function of a loaded model: its token ids, and the texts of the tasks' instructions
+    (``PromptText``), bound in."""
     layout_args = dict(
         video_token_id=model.config.video_token_index,
         frame_tokens=tokens_per_frame(model.config),
         end_of_turn_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        text=PromptText.of(tokenizer),
+        text=PromptText.of(tokenizer, instructions),
     )
     return lambda forward_kwargs, row: llava_onevision_layout(forward_kwargs, row, **layout_args)

@@ -5,11 +5,14 @@ Why the groups are drawn so: ``model_wrappers/qwen3_vl_flow.py``.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from lmms_eval_flow.engine.family_layout import PromptText, first_after, layout_after_video, row_ids, runs_of, text_only_layout
 from lmms_eval_flow.engine.layout import TokenLayout
 from lmms_eval_flow.engine.regimes import Regime
 from lmms_eval_flow.engine.session import LayoutFunction
+
+MODEL_TYPE = "qwen3_vl"  # config.model_type of its checkpoints: engine.families.FAMILIES finds the module by it
 
 TIMESTAMP = re.compile(r"<\d+(\.\d+)? seconds>")
 
@@ -49,10 +52,11 @@ def qwen3_vl_layout(forward_kwargs: dict, row: int, *, video_token_id: int, visi
     return layout_after_video(ids, start, frame_sizes, first_after(ids, end_of_turn_id, video_stop), text)
 
 
-def layout_for(model, tokenizer) -> LayoutFunction:
-    """The layout function of a loaded model: its token ids bound in."""
+def layout_for(model, tokenizer, instructions: Collection[str] = ()) -> LayoutFunction:
+    """The layout function of a loaded model: its token ids, and the texts of the tasks' instructions
+    (``PromptText``), bound in."""
     config = model.config
     layout_args = dict(video_token_id=config.video_token_id, vision_start_id=config.vision_start_token_id,
                        vision_end_id=config.vision_end_token_id,
-                       end_of_turn_id=tokenizer.convert_tokens_to_ids("<|im_end|>"), text=PromptText.of(tokenizer))
+                       end_of_turn_id=tokenizer.convert_tokens_to_ids("<|im_end|>"), text=PromptText.of(tokenizer, instructions))
     return lambda forward_kwargs, row: qwen3_vl_layout(forward_kwargs, row, **layout_args)

@@ -5,10 +5,13 @@ Why the groups are drawn so: ``model_wrappers/videollama3_flow.py``.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from lmms_eval_flow.engine.family_layout import PromptText, first_after, layout_after_video, row_ids, runs_of, text_only_layout
 from lmms_eval_flow.engine.layout import TokenLayout
 from lmms_eval_flow.engine.session import LayoutFunction
+
+MODEL_TYPE = "video_llama_3"  # config.model_type of its checkpoints: engine.families.FAMILIES finds the module by it
 
 # The text before a frame's visual tokens; every frame but the first starts with the separator.
 FRAME_HEADER = re.compile(r",?Time \d+(\.\d+)?s:")
@@ -38,8 +41,9 @@ def videollama3_layout(forward_kwargs: dict, row: int, *, video_token_id: int, e
     return layout_after_video(ids, start, frame_sizes, first_after(ids, end_of_turn_id, runs[-1][1]), text)
 
 
-def layout_for(model, tokenizer) -> LayoutFunction:
-    """The layout function of a loaded model: its token ids bound in."""
+def layout_for(model, tokenizer, instructions: Collection[str] = ()) -> LayoutFunction:
+    """The layout function of a loaded model: its token ids, and the texts of the tasks' instructions
+    (``PromptText``), bound in."""
     layout_args = dict(video_token_id=model.config.video_token_id,
-                       end_of_turn_id=tokenizer.convert_tokens_to_ids("<|im_end|>"), text=PromptText.of(tokenizer))
+                       end_of_turn_id=tokenizer.convert_tokens_to_ids("<|im_end|>"), text=PromptText.of(tokenizer, instructions))
     return lambda forward_kwargs, row: videollama3_layout(forward_kwargs, row, **layout_args)
