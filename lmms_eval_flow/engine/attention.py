@@ -16,6 +16,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import sdpa_mask
 
 from lmms_eval_flow.engine.blocks import Run, decomposed_attention, runs_of
+from lmms_eval_flow.engine.flex import flex_attention_forward, runs_flex
 from lmms_eval_flow.engine.plan import SamplePlan
 
 FLOW_ATTENTION = "lmms_eval_flow"
@@ -44,6 +45,7 @@ class BatchPlan:
         self._masks: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._runs: dict[tuple, tuple[Run, ...]] = {}
         self._shape: tuple[int, int] | None = None
+        self.flex_mask = None  # the flex backend's (mask, BlockMask) of the last mask it ran (flex.py)
         regime = plans[0].regime
         self.video_exit = regime.video_exit
         self.kept = self._kept_positions() if self.video_exit is not None else None
@@ -173,7 +175,11 @@ def flow_attention(module, query, key, value, attention_mask, **kwargs):
         attention_mask, empty = batch.attention_mask(module.layer_idx, query.shape[2], key.shape[2], attention_mask)
         if attention_mask is not None:
             attention_mask = attention_mask.to(query.device)
-    if attention_mask is not None and query.shape[2] == key.shape[2] > 2 * PREFILL_CHUNK:
+    if attention_mask is not None and batch is not None and runs_flex(batch, module.layer_idx, query.shape[2],
+                                                                      key.shape[2]):
+        output = flex_attention_forward(module, query, key, value, attention_mask, batch, kwargs.get("scaling"))
+        weights = None
+    elif attention_mask is not None and query.shape[2] == key.shape[2] > 2 * PREFILL_CHUNK:
         output, weights = _row_chunked_sdpa(module, query, key, value, attention_mask, **kwargs)
     else:
         output, weights = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)

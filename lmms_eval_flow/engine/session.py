@@ -19,8 +19,9 @@ from lmms_eval_flow.engine.regimes import Regime
 from lmms_eval_flow.engine.video_exit import drop_video_hooks
 
 # How masked prefills run: "blocks" group-decomposed (blocks.py), "dense" one masked SDPA call,
-# "auto" blocks on CPU and dense elsewhere.
-BACKENDS = ("auto", "blocks", "dense")
+# "flex" compiled FlexAttention over the dense mask's blocks (flex.py), "auto" blocks on CPU and
+# dense elsewhere (flex is slower on CPU and untested on CUDA).
+BACKENDS = ("auto", "blocks", "dense", "flex")
 
 # Given the model's forward kwargs and one row index, the layout of that row's unpadded input.
 LayoutFunction = Callable[[dict, int], TokenLayout]
