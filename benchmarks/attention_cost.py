@@ -5,12 +5,17 @@ each one's best of ``--repeats``, so machine load moves both sides alike. Each f
 with its target; the script exits 1 when one is missed. Run from the repository root:
 
     python benchmarks/attention_cost.py --output results/benchmarks/attention_cost.json
+    python benchmarks/attention_cost.py --quick --parts 3,3b     # attention and flex only, ~4k positions
 
 Parts:
 1. wrapper overhead: ``full`` through our session against the stock model's prefill;
 2. temporal exit at an 8-frame layout: prefill time and KV-cache bytes against ``full``;
 3. attention time at a 64-frame layout (~16k positions): each regime's attention, layer by layer
-   (one call per distinct rule set, weighted by its layer count), against full causal SDPA;
+   (one call per distinct rule set, weighted by its layer count), against full causal SDPA, under
+   the blocks backend and, side by side, dense and flex (per kept edge; every backend warmed up first;
+   on a CPU flex misses its target, 1.5-4.7x at 4k positions: see lmms_eval_flow/engine/flex.py);
+3b. flex compilation: compile seconds at each new sequence length (cold: inductor's caches go to a
+   fresh folder unless TORCHINDUCTOR_CACHE_DIR is set) and the compilations 100 mixed lengths trigger;
 4. end to end at 1k / 4k / 16k positions: every regime's prefill against ``full``;
 5. plan work (layouts, rules, runs) as a share of prefill, and the memory masks take.
 """
@@ -19,8 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import random
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -169,23 +177,75 @@ def attention_time(layout: TokenLayout, heads: int, kv_heads: int, head_dim: int
         ("effective, 28-layer defaults", {}, None),
         ("staged", {}, 1.0),
     ]
+    backends = ("blocks", "dense", "flex")
     for name, params, target in cases:
         regime = build_regime(name.split(",")[0], DEPTH, **params)
         plan = SamplePlan(regime, layout)
-        batch = BatchPlan([plan], [0], n, "blocks")
+        batches = [BatchPlan([plan], [0], n, backend) for backend in backends]
         by_rules: dict = {}
         for layer in range(DEPTH):
             by_rules.setdefault(regime.rules_at(layer), []).append(layer)
-        total = 0.0
+        totals = [0.0] * len(backends)
         for layers in by_rules.values():
-            [seconds] = best_of(repeats, layer_call(FakeAttention(layers[0], heads // kv_heads), batch))
-            total += seconds * len(layers)
-        ratio, kept = total / (stock * DEPTH), plan.edges / plan.full_edges
+            calls = [layer_call(FakeAttention(layers[0], heads // kv_heads), batch) for batch in batches]
+            for call in calls:  # warm-up: masks, runs and flex's compilation are not timed
+                call()
+            for i, seconds in enumerate(best_of(repeats, *calls)):
+                totals[i] += seconds * len(layers)
+        kept = plan.edges / plan.full_edges
+        blocks, dense, flex = (total / (stock * DEPTH) for total in totals)
         figures[f"_{name}: kept share of edges"] = kept
         if target is None:  # time per kept edge no worse than 20% above stock's
-            figures[f"{name}: attention / full, per kept edge {label}"] = (ratio / kept, 1.2, "<=")
+            figures[f"{name}: attention / full, per kept edge {label}"] = (blocks / kept, 1.2, "<=")
         else:
-            figures[f"{name}: attention / full {label}"] = (ratio, target, "<=" if target < 1 else "<")
+            figures[f"{name}: attention / full {label}"] = (blocks, target, "<=" if target < 1 else "<")
+        figures[f"_{name}: dense attention / full, per kept edge"] = dense / kept
+        figures[f"{name}: flex attention / full, per kept edge {label}"] = (flex / kept, 1.2, "<=")
+    return figures
+
+
+def flex_compilation(heads: int, kv_heads: int, head_dim: int, samples: int = 100) -> dict:
+    """Compile seconds of flex at each new sequence length (first call less a warm one), and the
+    compilations (new dynamo graphs) a run of ``samples`` mixed lengths triggers, against its
+    length buckets (128-position blocks)."""
+    from lmms_eval_flow.engine import flex
+
+    torch._dynamo.reset()
+    flex.compiled_flex.cache_clear()
+    graphs = torch._dynamo.utils.counters["stats"]
+
+    def prefill_layer(layout):
+        n = layout.length
+        q = torch.randn(1, heads, n, head_dim)
+        k, v = torch.randn(1, kv_heads, n, head_dim), torch.randn(1, kv_heads, n, head_dim)
+        plan = SamplePlan(build_regime("effective", DEPTH), layout)
+        layer = next(layer for layer in range(DEPTH) if plan.masked(layer))
+        batch = BatchPlan([plan], [0], n, "flex")
+        token = ACTIVE_BATCH.set(batch)
+        try:
+            flow_attention(FakeAttention(layer, heads // kv_heads), q, k, v, None, scaling=head_dim ** -0.5)
+        finally:
+            ACTIVE_BATCH.reset(token)
+
+    figures = {}
+    for frames in (1, 4, 16, 48):  # 1 block, then longer: every new length once
+        layout = TokenLayout.synthetic(prefix=15, frames=frames, tokens_per_frame=64, question=40, template=5)
+        before = graphs["unique_graphs"]
+        first, warm = best_of(1, lambda: prefill_layer(layout), lambda: prefill_layer(layout))
+        figures[f"_flex at new length {layout.length}: first - warm call (s), {graphs['unique_graphs'] - before} compilations"] = first - warm
+    rng = random.Random(0)
+    layouts = [TokenLayout.synthetic(prefix=15, frames=rng.randint(1, 16), tokens_per_frame=rng.choice((16, 64)),
+                                     question=rng.randint(5, 60), template=5) for _ in range(samples)]
+    torch._dynamo.reset()
+    flex.compiled_flex.cache_clear()
+    before = graphs["unique_graphs"]
+    for layout in layouts:
+        prefill_layer(layout)
+    buckets = len({-(-layout.length // flex.BLOCK) for layout in layouts})
+    lengths = sorted({layout.length for layout in layouts})
+    figures[f"_{samples} mixed lengths ({len(lengths)} distinct, {lengths[0]}-{lengths[-1]}): length buckets"] = buckets
+    figures[f"flex compilations in {samples} mixed lengths / length buckets"] = (
+        (graphs["unique_graphs"] - before) / buckets, 1.0, "<=")
     return figures
 
 
@@ -238,9 +298,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller layouts (no 16k), for a smoke run")
     parser.add_argument("--output", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--parts", default="1,2,3,3b,4,5",
+                        help="which parts to run, comma-separated (e.g. 3,3b: attention and flex only)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 by default: steadier timings on a shared machine)")
     args = parser.parse_args()
+    # flex's compile times are cold ones: inductor's on-disk caches start empty (a set folder is kept)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="attention_cost_inductor_"))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     figures: dict = {}
@@ -256,24 +320,33 @@ def main() -> int:
                 print(f"  {name:<52} {ratio:7.3f}   target {relation} {target}   {'ok' if ok else 'MISSED'}")
         figures[part] = results
 
-    model = mid_size_model(hidden=512, heads=4, kv_heads=2, intermediate=1408)  # "mid-size": head_dim 128, GQA
-    eight_frames = video_inputs(model, patches=4, side=8)  # 8 sampled frames, 256 tokens per patch
-    report("1. wrapper overhead (mid-size model, 8 frames)", wrapper_overhead(model, eight_frames, args.repeats))
-    report("2. temporal exit at 20 of 28 (mid-size model, 8 frames)", temporal_exit(model, eight_frames, args.repeats))
+    parts = set(args.parts.split(","))
+    if parts & {"1", "2", "4", "5"}:
+        model = mid_size_model(hidden=512, heads=4, kv_heads=2, intermediate=1408)  # "mid-size": head_dim 128, GQA
+        eight_frames = video_inputs(model, patches=4, side=8)  # 8 sampled frames, 256 tokens per patch
+    if "1" in parts:
+        report("1. wrapper overhead (mid-size model, 8 frames)", wrapper_overhead(model, eight_frames, args.repeats))
+    if "2" in parts:
+        report("2. temporal exit at 20 of 28 (mid-size model, 8 frames)", temporal_exit(model, eight_frames, args.repeats))
 
-    frames = 16 if args.quick else 64
-    layout = TokenLayout.synthetic(prefix=15, frames=frames, tokens_per_frame=256, question=40, template=5)
-    report(f"3. attention time, {frames} frames x 256 tokens ({layout.length} positions), 4 heads of 128, GQA 2",
-           attention_time(layout, heads=4, kv_heads=1, head_dim=128, repeats=args.repeats))
+    if "3" in parts:
+        frames = 16 if args.quick else 64
+        layout = TokenLayout.synthetic(prefix=15, frames=frames, tokens_per_frame=256, question=40, template=5)
+        report(f"3. attention time, {frames} frames x 256 tokens ({layout.length} positions), 4 heads of 128, GQA 4:1",
+               attention_time(layout, heads=4, kv_heads=1, head_dim=128, repeats=args.repeats))
+    if "3b" in parts:
+        report("3b. flex compilation (4 heads of 128, GQA 4:1)", flex_compilation(heads=4, kv_heads=1, head_dim=128))
 
-    sizes = {"1k": video_inputs(model, 4, 8), "4k": video_inputs(model, 16, 8)}
-    report("4a. end to end, every regime vs full (mid-size model)", end_to_end(model, sizes, max(1, args.repeats - 1)))
-    if not args.quick:
+    if "4" in parts:
+        sizes = {"1k": video_inputs(model, 4, 8), "4k": video_inputs(model, 16, 8)}
+        report("4a. end to end, every regime vs full (mid-size model)", end_to_end(model, sizes, max(1, args.repeats - 1)))
+    if "4" in parts and not args.quick:
         # 16k positions through the mid-size model take minutes per pass on a CPU: a narrower one
         small = mid_size_model(hidden=128, heads=2, kv_heads=1, intermediate=256)
         report("4b. end to end, every regime vs full (28 layers, hidden 128)",
                end_to_end(small, {"16k": video_inputs(small, 64, 8)}, 1))
-    report("5. plan work and mask memory (mid-size model, 8 frames)", plan_work(model, eight_frames, args.repeats))
+    if "5" in parts:
+        report("5. plan work and mask memory (mid-size model, 8 frames)", plan_work(model, eight_frames, args.repeats))
 
     missed = [name for part in figures.values() for name, value in part.items()
               if not name.startswith("_") and not (value[0] <= value[1] if value[2] == "<=" else value[0] < value[1])]

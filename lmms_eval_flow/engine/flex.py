@@ -28,7 +28,10 @@ keeps compiled kernels on disk, so a later process compiles faster.
 Speed per device (``attention_backend=auto`` picks by device, see ``BatchPlan.decomposes``):
 on CPU, compiled flex at 4k positions, 4 heads of 128, GQA 4:1, 75% of pairs kept, took 0.35 s
 against 0.26 s for causal SDPA (all pairs) and 0.55 s for SDPA with the dense mask, so per kept
-edge it is ~1.8x causal SDPA, slower than the blocks backend; ``auto`` keeps blocks on CPU.
+edge it is ~1.8x causal SDPA; through the regimes of ``benchmarks/attention_cost.py`` part 3
+(4k positions, a loaded machine) 1.5-4.7x per kept edge where blocks gave 0.9-2.3x and dense
+1.5-6.5x: partial blocks (frame edges off the 128 grid) pay a mask read per pair. Slower than
+the blocks backend, so ``auto`` keeps blocks on CPU.
 On CUDA flex is the natural fast path (skipped blocks cost nothing) but it is untested: no GPU
 was available to this project, so ``auto`` does not pick it there yet and keeps the dense mask.
 """
