@@ -22,8 +22,10 @@ spans more than one 128-block (size-1 specialisation), 8-16 s, and not again for
 captured masks: 2 compilations for 100 mixed lengths in 9 length buckets (``benchmarks/
 attention_cost.py`` part 3b). ``dynamic=False`` with lengths padded to the next multiple of 128
 was measured too: one compilation per bucket, 7-9 s each, and no faster per call; so dynamic
-shapes it is. A new dtype (and possibly head layout) is a new compilation either way; inductor
-keeps compiled kernels on disk, so a later process compiles faster.
+shapes it is. A new dtype (and possibly head layout) is a new compilation either way, and so is
+the first call after a new model class is imported (transformers registers its output classes as
+pytree nodes, and dynamo guards on their number): once per family in a process that loads several,
+as the tests do. Inductor keeps compiled kernels on disk, so a later process compiles faster.
 
 Speed per device (``attention_backend=auto`` picks by device, see ``BatchPlan.decomposes``):
 on CPU, compiled flex at 4k positions, 4 heads of 128, GQA 4:1, 75% of pairs kept, took 0.35 s

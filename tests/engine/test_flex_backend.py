@@ -3,7 +3,8 @@ on every family's tiny model, in float32: logits within ATOL of dense for every 
 layers masked, the same edges handed to the attention call, blocked rows zero.
 
 The compiled FlexAttention is one per process (``flex.compiled_flex``), so the module pays its
-compilations once per head layout and dtype (~10 s each on this CPU), not once per test.
+compilations (10-25 s each on this CPU) once per dtype, per family's model class imported and for the
+first length past one 128-block, not once per test: ~100 s for the file from a cold inductor cache.
 """
 
 import pytest
