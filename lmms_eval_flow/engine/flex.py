@@ -13,6 +13,8 @@ exit's dropped-video layers and every decoding step (one query row against a sho
 stock / dense path. Rows with no allowed key: the dense mask lets them read their own position
 (SDPA would give NaN), and the caller zeroes them, as under dense; so they are zeros, never NaN.
 GQA runs through ``enable_gqa``; ``return_lse`` is never asked for (compiled flex on CPU refuses it).
+On CPU flex is inference only: with gradients enabled torch raises "FlexAttention does not support
+backward on CPU" (run under ``torch.no_grad()``, as lmms-eval and the analysis tools do).
 
 Compilation (torch 2.14, measured on this project's 2-core CPU, float32): ``torch.compile
 (flex_attention, dynamic=True)``, with queries, keys and values at their true length and only the
