@@ -40,6 +40,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from lmms_eval_flow.engine.attention import BatchPlan, flow_attention, ACTIVE_BATCH
 from lmms_eval_flow.engine.layout import TokenLayout
 from lmms_eval_flow.engine.families.qwen2_5_vl import qwen2_5_vl_layout
+from lmms_eval_flow.engine.family_layout import PromptText
 from lmms_eval_flow.engine.plan import SamplePlan
 from lmms_eval_flow.engine.regimes import REGIMES, build_regime
 from lmms_eval_flow.engine.session import RegimeSession
@@ -92,9 +93,10 @@ def video_inputs(model, patches: int, side: int, question: int = 40) -> dict:
 
 
 def layout_function():
-    special = {VIDEO, VISION_START, VISION_END, 2}
-    return lambda kwargs, row: qwen2_5_vl_layout(kwargs, row, video_token_id=VIDEO, end_of_turn_id=2,
-                                                 special_ids=special, merge_size=2)
+    special = frozenset({VIDEO, VISION_START, VISION_END, 2})
+    text = PromptText(special, lambda ids: " ".join(f"w{i}" for i in ids if i not in special))  # every text id a word
+    return lambda kwargs, row: qwen2_5_vl_layout(kwargs, row, video_token_id=VIDEO, end_of_turn_id=2, merge_size=2,
+                                                 text=text)
 
 
 def prefill(model, inputs, session: RegimeSession | None = None):
