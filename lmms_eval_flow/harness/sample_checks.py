@@ -59,11 +59,30 @@ def videos_in(messages: list[dict]) -> list:
     return videos
 
 
-def frame_count(path) -> int:
-    """The frames of a video file, counted as lmms-eval's Qwen wrappers count them (decord)."""
+def windows_in(messages: list[dict]) -> list[tuple[float | None, float | None]]:
+    """The window (start, end in seconds; None: from the start, to the end) each video of a doc's
+    chat messages is cut to, in the order of ``videos_in``."""
+    return [(content.start_time, content.end_time) for message in ChatMessages(messages=messages).messages
+            for content in message.content if content.type == "video"]
+
+
+def frame_count(path, window: tuple[float | None, float | None] = (None, None)) -> int:
+    """The frames of a video file, counted as lmms-eval's Qwen wrappers count them (decord); with a
+    window, the frames inside it (``frames_in_window``)."""
     import decord
 
-    return len(decord.VideoReader(str(path), num_threads=1))
+    reader = decord.VideoReader(str(path), num_threads=1)
+    return frames_in_window(len(reader), reader.get_avg_fps(), window)
+
+
+def frames_in_window(frames: int, fps: float, window: tuple[float | None, float | None]) -> int:
+    """Of a video's ``frames``, those inside ``window``, as qwen-vl-utils cuts it
+    (``calculate_video_frame_range``), which raises ``ValueError`` for a window with no frame."""
+    from qwen_vl_utils.vision_process import calculate_video_frame_range
+
+    if window == (None, None):
+        return frames
+    return calculate_video_frame_range({"video_start": window[0], "video_end": window[1]}, frames, fps)[2]
 
 
 def frames_to_sample(max_num_frames: int, frames: int) -> int:
@@ -73,8 +92,8 @@ def frames_to_sample(max_num_frames: int, frames: int) -> int:
     return max(2, min(max_num_frames, frames) // 2 * 2)
 
 
-def video_problem(video, min_frames: int = MIN_FRAMES) -> str | None:
-    """What is wrong with one video of a sample, or None when it can be read and sampled."""
+def video_problem(video, min_frames: int = MIN_FRAMES, window: tuple[float | None, float | None] = (None, None)) -> str | None:
+    """What is wrong with one video of a sample (cut to ``window``), or None when it can be read and sampled."""
     if not isinstance(video, (str, Path)):
         return f"the video is a {type(video).__name__}, not a file path"
     path = Path(video)
@@ -85,21 +104,30 @@ def video_problem(video, min_frames: int = MIN_FRAMES) -> str | None:
     if path.stat().st_size == 0:
         return "the file is empty (0 bytes)"
     try:
-        frames = frame_count(path)
+        import decord
+
+        reader = decord.VideoReader(str(path), num_threads=1)
     except Exception as error:  # decord raises its own error types for every kind of bad file
         return f"the file cannot be read as a video ({describe(error)})"
+    clip = "" if window == (None, None) else f" between {window[0] or 0:g} s and " + (
+        "its end" if window[1] is None else f"{window[1]:g} s")
+    try:
+        frames = frames_in_window(len(reader), reader.get_avg_fps(), window)
+    except ValueError as error:  # the window holds no frame of the video
+        return f"the video has no frames{clip} ({describe(error)})"
     if frames < min_frames:
-        return f"the video has {frames} frame{'s' * (frames != 1)}, fewer than min_frames={min_frames}"
+        return f"the video has {frames} frame{'s' * (frames != 1)}{clip}, fewer than min_frames={min_frames}"
     return None
 
 
 def check_sample(messages: list[dict], min_frames: int = MIN_FRAMES) -> tuple[list, str | None]:
-    """A sample's videos and what is wrong with it (None when nothing is)."""
+    """A sample's videos and what is wrong with it (None when nothing is); a video cut to a window
+    (TVBench's ``start``/``end``) needs its frames inside it."""
     videos = videos_in(messages)
     if not videos:
         return videos, "the doc has no video"
-    for video in videos:
-        problem = video_problem(video, min_frames)
+    for video, window in zip(videos, windows_in(messages)):
+        problem = video_problem(video, min_frames, window)
         if problem:
             return videos, f"{video}: {problem}" if len(videos) > 1 else problem
     return videos, None

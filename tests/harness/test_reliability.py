@@ -45,6 +45,22 @@ def test_each_kind_of_bad_video_is_named(tmp_path, kind, problem):
     assert found == problem if problem is None else found.startswith(problem)
 
 
+def test_a_video_cut_to_a_window_needs_its_frames_inside_it(tmp_path):
+    """TVBench's start/end: frames ceil(start x fps) .. floor(end x fps), as qwen-vl-utils cuts them."""
+    clip = write_video("long", 0, tmp_path)  # 8 frames at 4 fps: 0 s .. 2 s
+    assert video_problem(clip, min_frames=5, window=(0.5, 1.5)) is None  # frames 2..6
+    assert video_problem(clip, min_frames=6, window=(0.5, 1.5)) == \
+        "the video has 5 frames between 0.5 s and 1.5 s, fewer than min_frames=6"
+    assert video_problem(clip, min_frames=7, window=(0.5, None)) == \
+        "the video has 6 frames between 0.5 s and its end, fewer than min_frames=7"
+    assert video_problem(clip, window=(1.9, 1.95)).startswith(
+        "the video has no frames between 1.9 s and 1.95 s (ValueError: Invalid time range: Start frame 8")
+    windowed = [{"role": "user", "content": [{"type": "video", "url": clip, "start_time": 0.5, "end_time": 1.5},
+                                             {"type": "text", "text": "Why?"}]}]
+    assert check_sample(windowed, min_frames=5) == ([clip], None)
+    assert check_sample(windowed, min_frames=6)[1].startswith("the video has 5 frames between 0.5 s and 1.5 s")
+
+
 def test_min_frames_and_docs_without_a_usable_video(tmp_path):
     clip = write_video("good", 0, tmp_path)  # 4 frames
     assert video_problem(clip, min_frames=4) is None
