@@ -7,14 +7,11 @@ the token groups in Qwen2.5-VL's input, and attaches each reply's attention edge
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from accelerate import Accelerator, DistributedType
-from lmms_eval.api.model import lmms
 from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
+from lmms_eval.models.simple import qwen2_5_vl as lmms_eval_qwen2_5_vl
 from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as Qwen2_5_VLSimple
-from transformers import AutoProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
 from lmms_eval_flow.engine.families import apply_regime
 from lmms_eval_flow.engine.perturbations import Perturbed, parse_perturbations
@@ -22,6 +19,7 @@ from lmms_eval_flow.engine.precision import cast_parameters
 from lmms_eval_flow.engine.regimes import Regime
 from lmms_eval_flow.engine.session import RegimeSession
 from lmms_eval_flow.harness.flow_model import FlowModel, lmms_eval_arguments
+from lmms_eval_flow.harness.lmms_eval_compat import loading_as_one_process, take_shard
 
 
 class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL):
@@ -57,38 +55,17 @@ class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL):
         self._perturbations = parse_perturbations(self._perturb, depth, regime) if self._perturb else ()
 
     def load_model(self, pretrained: str, **kwargs) -> None:
+        """lmms-eval's loading; in one process of a multi-process CPU run (accelerate's MULTI_CPU, as
+        in CI), its single-process loading, since it sends processes of such a run to CUDA."""
         accelerator = Accelerator()
         if accelerator.distributed_type == DistributedType.MULTI_CPU:
-            self._init_cpu_process(accelerator, pretrained=pretrained, **kwargs)
+            with loading_as_one_process(lmms_eval_qwen2_5_vl):
+                super().load_model(pretrained, **kwargs)
+            take_shard(self, accelerator)
         else:
             super().load_model(pretrained, **kwargs)
         if self._dtype != self._model.dtype:
             cast_parameters(self._model, self._dtype)
 
     def regime_session(self, backend: str) -> RegimeSession:
-        return apply_regime(self.model, self.processor.tokenizer, self.regime, backend)
-
-    def _init_cpu_process(self, accelerator: Accelerator, **kwargs) -> None:
-        """One process of a multi-process CPU run (accelerate's MULTI_CPU, as in CI).
-
-        lmms-eval's wrapper sends every process of a multi-process run to a CUDA device, so it
-        cannot start there. Each CPU process instead sets up what lmms-eval's single-process
-        path sets up, with lmms-eval's defaults, on the CPU, and takes its shard of the docs
-        (rank, world size) from accelerate. Only what the chat path reads is set.
-        """
-        lmms.__init__(self)
-        args = inspect.signature(Qwen2_5_VLSimple.__init__).bind(self, **kwargs)
-        args.apply_defaults()
-        a = args.arguments
-        self.accelerator, self._device, self.device_map = accelerator, torch.device("cpu"), "cpu"
-        load = {"torch_dtype": "bfloat16", "device_map": "cpu"}
-        if a["attn_implementation"] is not None:
-            load["attn_implementation"] = a["attn_implementation"]
-        self._model = Qwen2_5_VLForConditionalGeneration.from_pretrained(a["pretrained"], **load).eval()
-        self.processor = AutoProcessor.from_pretrained(a["pretrained"], max_pixels=a["max_pixels"], min_pixels=a["min_pixels"])
-        self._tokenizer = AutoTokenizer.from_pretrained(a["pretrained"])
-        self._config = self._model.config
-        self.max_pixels, self.min_pixels = a["max_pixels"], a["min_pixels"]
-        self.max_num_frames, self.fps = a["max_num_frames"], a["fps"]
-        self.batch_size_per_gpu, self.use_cache = int(a["batch_size"]), a["use_cache"]
-        self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
+        return apply_regime(self.model, self.processor.tokenizer, self.regime, backend, instructions=self.instructions)

@@ -15,6 +15,11 @@ trip over transformers 5.23 in three places:
 - Both pass ``images=[]`` for a doc without images (LLaVA-OneVision's image processor reads
   ``images[0]``), and ``huggingface`` passes ``audios=[]`` (renamed ``audio``: an error now).
 
+One more reach-in serves multi-process CPU runs (accelerate's MULTI_CPU, as in CI): lmms-eval's
+Qwen2.5-VL wrapper sends every process of a run with several to ``cuda:<rank>``, so it cannot
+start there. ``loading_as_one_process`` lets that wrapper's own single-process loading run in each
+CPU process, which then takes its shard of the docs from accelerate (``take_shard``).
+
 ``LmmsEvalProcessor`` wraps the loaded processor so those calls work: video paths are decoded
 with transformers' own ``load_video`` on PyAV (every frame, with the file's metadata, as the
 processor's own decoding would give), and empty media lists are left out. Every other attribute
@@ -105,6 +110,40 @@ def load_clip(video: str, start: float | None = None, end: float | None = None) 
     metadata.total_num_frames = len(frames)
     metadata.duration = len(frames) / metadata.fps
     return frames, metadata
+
+
+class _OneProcessView:
+    """This process's ``Accelerator``, reporting one process: what lmms-eval's loading sees."""
+
+    num_processes = 1
+
+    def __init__(self, accelerator: Accelerator):
+        self._accelerator = accelerator
+
+    def __getattr__(self, name):
+        return getattr(self._accelerator, name)
+
+
+@contextmanager
+def loading_as_one_process(module: ModuleType):
+    """While a wrapper defined in ``module`` (an lmms-eval model module) loads: the name it builds
+    its ``Accelerator`` through, ``module.Accelerator``, gives this process's accelerator as if the
+    run had one process (restored after, however it ends), so the wrapper loads where its arguments
+    say (``device=cpu``). tests/harness/test_lmms_eval_contract.py fails if lmms-eval stops building
+    it through that name or deciding on ``num_processes``."""
+    accelerator = module.Accelerator
+    module.Accelerator = lambda *args, **kwargs: _OneProcessView(accelerator(*args, **kwargs))
+    try:
+        yield
+    finally:
+        module.Accelerator = accelerator
+
+
+def take_shard(model, accelerator: Accelerator) -> None:
+    """After ``loading_as_one_process``: the wrapper is one of ``accelerator``'s processes, and
+    answers that process's share of the docs (lmms-eval shards them by ``rank`` and ``world_size``)."""
+    model.accelerator = accelerator
+    model._rank, model._world_size = accelerator.process_index, accelerator.num_processes
 
 
 class LmmsEvalProcessor:

@@ -5,6 +5,7 @@ The evaluator's tests run lmms-eval's own ``simple_evaluate`` in this process, o
 tasks written here and a model that answers "A"; no seeds are set, so later tests draw as before.
 """
 
+import inspect
 import json
 
 import pytest
@@ -13,11 +14,12 @@ from lmms_eval.api.model import lmms
 from lmms_eval.llm_judge import ServerConfig
 from lmms_eval.llm_judge.providers import OpenAIProvider
 from lmms_eval.models.chat import huggingface
+from lmms_eval.models.simple import qwen2_5_vl as lmms_eval_qwen2_5_vl
 from lmms_eval.tasks import TaskManager
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
 
 from lmms_eval_flow.harness.ledger import asked_by_response_cache, scoring_task
-from lmms_eval_flow.harness.lmms_eval_compat import loading_with_lm_head
+from lmms_eval_flow.harness.lmms_eval_compat import loading_as_one_process, loading_with_lm_head
 from lmms_eval_flow.scoring import judge
 
 PROBE_TASKS = ("contract_probe_a", "contract_probe_b")
@@ -126,6 +128,22 @@ def test_huggingface_loads_its_fallback_class_through_the_name_AutoModel(tiny_mo
         loaded = huggingface.Huggingface(**arguments)
     assert type(loaded.model) is AutoModelForImageTextToText._model_mapping[config_class]
     assert huggingface.AutoModel is AutoModel
+
+
+def test_qwen2_5_vl_loads_where_its_accelerator_says_and_only_single_processes_where_asked(tiny_model_dir):
+    """Guards ``lmms_eval_compat.loading_as_one_process``: lmms-eval's Qwen2.5-VL wrapper builds its
+    accelerator through its module's name ``Accelerator`` and sends a run of several processes to
+    CUDA on its ``num_processes`` (else the reach-in no longer lets a CPU process load, or is no
+    longer needed); under the reach-in it loads where its arguments say, and the name is restored."""
+    source = inspect.getsource(lmms_eval_qwen2_5_vl.Qwen2_5_VL.__init__)
+    assert "accelerator = Accelerator()" in source
+    assert 'if accelerator.num_processes > 1:\n            self._device = torch.device(f"cuda:' in source
+    real = lmms_eval_qwen2_5_vl.Accelerator
+    with loading_as_one_process(lmms_eval_qwen2_5_vl):
+        loaded = lmms_eval_qwen2_5_vl.Qwen2_5_VL(pretrained=str(tiny_model_dir), device="cpu", device_map="cpu")
+    assert lmms_eval_qwen2_5_vl.Accelerator is real
+    assert loaded.model.device.type == "cpu" and (loaded.rank, loaded.world_size) == (0, 1)
+    assert loaded.accelerator.num_processes == 1 and loaded.accelerator.process_index == real().process_index
 
 
 def test_the_evaluator_generates_through_response_cache_execute(probe_tasks, tmp_path):
