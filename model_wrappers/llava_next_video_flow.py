@@ -27,4 +27,4 @@ class LlavaNextVideoFlow(HuggingfaceChatFlow):
     checkpoint_type = "llava_next_video"
 
     def regime_session(self, backend: str) -> RegimeSession:
-        return apply_regime(self.model, self.tokenizer, self.regime, backend)
+        return apply_regime(self.model, self.tokenizer, self.regime, backend, instructions=self.instructions)

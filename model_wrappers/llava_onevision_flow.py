@@ -35,4 +35,4 @@ class LlavaOnevisionFlow(FlowModel, LlavaHf):
         self._image_processor = LmmsEvalProcessor(self._image_processor)
 
     def regime_session(self, backend: str) -> RegimeSession:
-        return apply_regime(self.model, self.tokenizer, self.regime, backend)
+        return apply_regime(self.model, self.tokenizer, self.regime, backend, instructions=self.instructions)

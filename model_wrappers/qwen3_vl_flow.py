@@ -41,7 +41,7 @@ class Qwen3_VLFlow(FlowModel, Qwen3_VL):
     upstream_arguments = lmms_eval_arguments(Qwen3_VLSimple.__init__)
 
     def regime_session(self, backend: str) -> RegimeSession:
-        return apply_regime(self.model, self.processor.tokenizer, self.regime, backend)
+        return apply_regime(self.model, self.processor.tokenizer, self.regime, backend, instructions=self.instructions)
 
     def _build_video_kwargs(self) -> dict:
         """lmms-eval's video arguments of the batch being prepared, with ``nframes`` capped at the

@@ -30,4 +30,4 @@ class VideoLLaMA3Flow(HuggingfaceChatFlow):
     checkpoint_type = "video_llama_3"
 
     def regime_session(self, backend: str) -> RegimeSession:
-        return apply_regime(self.model, self.tokenizer, self.regime, backend)
+        return apply_regime(self.model, self.tokenizer, self.regime, backend, instructions=self.instructions)

@@ -14,6 +14,10 @@ taking that hook tells which request every prefill plan and every answer belongs
 happens: the edges go with their answer, and under ``--use_cache`` each answer reaches the edge
 ledger (``ledger.py``) before the next runs.
 
+A task's instruction ("Only give the best option.") is drawn as template, not question: its
+``doc_to_messages`` names it on the text (``task_utils.video_messages``), and each prompt built
+adds the instructions it names to ``self.instructions``, which the layout reads at each prefill.
+
 A bad video is refused when lmms-eval builds its prompt (``sample_checks``), not in a pass
 before generation: that would build every prompt twice, and out of the order in which callers
 that track ``doc_to_messages`` themselves (the analysis tools' probe) pair prompts with outputs.
@@ -145,6 +149,12 @@ class RunOptions:
         return cls(strict, budget, min_frames, None if ledger is None else str(ledger))
 
 
+def instructions_in(messages: list[dict]) -> set[str]:
+    """The instruction texts a prompt's messages name on their text (``task_utils.video_messages``)."""
+    return {instruction for message in messages for content in message.get("content", [])
+            if isinstance(content, dict) for instruction in content.get("instructions", [])}
+
+
 def _is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
@@ -212,6 +222,7 @@ class FlowModel:
 
     regime: Regime
     session: RegimeSession
+    instructions: set[str]  # the tasks' instruction texts met so far, which the layout draws as template
     run_options: RunOptions = RunOptions()
     ledger: EdgeLedger | None = None  # set when lmms-eval builds the model (create_from_arg_string)
 
@@ -220,7 +231,7 @@ class FlowModel:
         flow, kwargs = parse_flow_arguments(self.model_name, regime, config.text_config.num_hidden_layers, kwargs,
                                             self.upstream_arguments, self.own_arguments, config.model_type, pretrained)
         self.check_regime(config, flow.regime)
-        self.regime = flow.regime
+        self.regime, self.instructions = flow.regime, set()
         self.load_model(pretrained, **kwargs)
         self.start_regime(self.regime_session(flow.backend))
 
@@ -234,7 +245,7 @@ class FlowModel:
         super().__init__(pretrained=pretrained, **kwargs)
 
     def regime_session(self, backend: str) -> RegimeSession:
-        """The family's ``apply_regime`` on the loaded model."""
+        """The family's ``apply_regime`` on the loaded model, reading ``self.instructions``."""
         raise NotImplementedError(f"{type(self).__name__} must say how a regime is put on its model")
 
     @classmethod
@@ -383,6 +394,7 @@ class FlowModel:
                 reason = f"its prompt could not be built ({describe(error)})"
             else:
                 self._videos[index], reason = check_sample(built, self.run_options.min_frames)
+                self.instructions.update(instructions_in(built))
             if reason:
                 attempt.failures[index] = reason
                 raise SampleFailure(reason, index)

@@ -366,24 +366,23 @@ def options_block(options: dict[str, str]) -> str:
     return "\n".join(f"{key}. {text}" for key, text in options.items())
 
 
-def prompt(kwargs: dict | None, body: str, default_post_prompt: str = "") -> str:
-    """``body`` between lmms-eval's ``pre_prompt`` and ``post_prompt`` (model-specific overrides)."""
-    kwargs = kwargs or {}
-    return f"{kwargs.get('pre_prompt', '')}{body}{kwargs.get('post_prompt', default_post_prompt)}"
-
-
-def video_messages(video: str, text: str, start: float | None = None, end: float | None = None) -> list[dict]:
+def video_messages(video: str, text: str, start: float | None = None, end: float | None = None,
+                   instructions: tuple[str, ...] = ()) -> list[dict]:
     """One user turn for chat models: the video first, then the text.
 
     ``start``/``end`` (seconds) cut the clip to that window: lmms-eval's chat protocol passes
-    them to the video reader (``video_start``/``video_end`` in qwen-vl-utils).
+    them to the video reader (``video_start``/``video_end`` in qwen-vl-utils). ``instructions``
+    (the template parts of the text, ``video_task.Prompt.instructions``) ride on the text as
+    ``instructions``, which lmms-eval's chat protocol leaves out of the prompt; a flow model hands
+    them to the token layout, which draws them as template.
     """
     content = {"type": "video", "url": video}
     if start is not None:
         content["start_time"] = float(start)
     if end is not None:
         content["end_time"] = float(end)
-    return [{"role": "user", "content": [content, {"type": "text", "text": text}]}]
+    text_content = {"type": "text", "text": text, **({"instructions": list(instructions)} if instructions else {})}
+    return [{"role": "user", "content": [content, text_content]}]
 
 
 def text_messages(text: str) -> list[dict]:

@@ -77,6 +77,12 @@ class Prompt:
     def text(self) -> str:
         return f"{self.preamble}{self.question}{self.instruction}"
 
+    @property
+    def instructions(self) -> tuple[str, ...]:
+        """Its template parts, which ``video_messages`` names so that a flow model's layout draws
+        them as template, not question."""
+        return tuple(part for part in (self.preamble, self.instruction) if part.strip())
+
 
 def template_prompt(kwargs: dict | None, question: str, default_instruction: str = "") -> Prompt:
     """``question`` between lmms-eval's ``pre_prompt`` and ``post_prompt``, with the ``answer_primer``
@@ -202,11 +208,11 @@ class VideoTask(ABC):
 
     def doc_to_messages(self, doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
         """The video, cut to the doc's window (lmms-eval's chat protocol hands it to the video
-        reader), then the prompt; an invalid doc's text alone."""
+        reader), then the prompt, its template parts named; an invalid doc's text alone."""
         if problem_of(doc):
             return text_messages(self.doc_to_text(doc))
-        video, text = self.doc_to_visual(doc)[0], self.doc_to_text(doc, lmms_eval_specific_kwargs)
-        return video_messages(video, text, *self.clip(doc))
+        prompt = self.doc_to_prompt(doc, lmms_eval_specific_kwargs)
+        return video_messages(self.doc_to_visual(doc)[0], prompt.text, *self.clip(doc), instructions=prompt.instructions)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True, repr=False)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from lmms_eval_flow.scoring.answers import parse_choice
 from lmms_eval_flow.toy.clips import clip_path
-from lmms_eval_flow.scoring.task_utils import lettered, options_block, prompt, score, video_messages
+from lmms_eval_flow.scoring.task_utils import lettered, options_block, score, video_messages
+from lmms_eval_flow.scoring.video_task import Prompt, template_prompt
 from lmms_eval_flow.toy.benchmark import QUESTION_TYPES
 
 DEFAULT_POST_PROMPT = "\nAnswer with the option's letter from the given choices directly."
@@ -20,10 +21,14 @@ def doc_to_visual(doc: dict) -> list[str]:
     return [str(clip_path(doc["clip"]))]
 
 
-def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+def doc_to_prompt(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> Prompt:
     """The question, one "A. option" line per option, then the answer-format instruction."""
-    return prompt(lmms_eval_specific_kwargs, f"{doc['question']}\n{options_block(lettered(doc['options']))}",
-                  DEFAULT_POST_PROMPT)
+    return template_prompt(lmms_eval_specific_kwargs, f"{doc['question']}\n{options_block(lettered(doc['options']))}",
+                           DEFAULT_POST_PROMPT)
+
+
+def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+    return doc_to_prompt(doc, lmms_eval_specific_kwargs).text
 
 
 def doc_to_target(doc: dict) -> str:
@@ -31,7 +36,9 @@ def doc_to_target(doc: dict) -> str:
 
 
 def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
-    return video_messages(doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
+    """The video, then the text; its answer-format instruction is template, not question."""
+    prompt = doc_to_prompt(doc, lmms_eval_specific_kwargs)
+    return video_messages(doc_to_visual(doc)[0], prompt.text, instructions=prompt.instructions)
 
 
 def process_results(doc: dict, results: list[str]) -> dict:

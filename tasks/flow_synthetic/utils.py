@@ -11,6 +11,7 @@ from __future__ import annotations
 from lmms_eval_flow.scoring.answers import parse_choice
 from lmms_eval_flow.toy.clips import clip_path
 from lmms_eval_flow.scoring.task_utils import lettered, options_block, score, video_messages
+from lmms_eval_flow.scoring.video_task import Prompt, template_prompt
 
 DEFAULT_POST_PROMPT = "Answer with the option's letter from the given choices directly."
 
@@ -25,13 +26,14 @@ def doc_to_visual(doc: dict) -> list[str]:
     return [str(clip_path(doc["clip"]))]
 
 
-def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+def doc_to_prompt(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> Prompt:
     """The question, one lettered option per line, then the answer-format instruction."""
-    kwargs = lmms_eval_specific_kwargs or {}
-    options = options_block(lettered_options(doc))
-    pre_prompt = kwargs.get("pre_prompt", "")
-    post_prompt = kwargs.get("post_prompt", DEFAULT_POST_PROMPT)
-    return f"{pre_prompt}{doc['question']}\n{options}\n{post_prompt}"
+    return template_prompt(lmms_eval_specific_kwargs, f"{doc['question']}\n{options_block(lettered_options(doc))}\n",
+                           DEFAULT_POST_PROMPT)
+
+
+def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+    return doc_to_prompt(doc, lmms_eval_specific_kwargs).text
 
 
 def doc_to_target(doc: dict) -> str:
@@ -39,8 +41,9 @@ def doc_to_target(doc: dict) -> str:
 
 
 def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
-    """One user turn for chat models: the video first, then the question."""
-    return video_messages(doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
+    """One user turn for chat models: the video first, then the question; its instruction is template."""
+    prompt = doc_to_prompt(doc, lmms_eval_specific_kwargs)
+    return video_messages(doc_to_visual(doc)[0], prompt.text, instructions=prompt.instructions)
 
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
