@@ -390,7 +390,8 @@ def attention_rows(label: str, frames: int, tokens_per_frame: int, device: torch
     layout = TokenLayout.synthetic(prefix=15, frames=frames, tokens_per_frame=tokens_per_frame, question=40, template=5)
     n, dtype, groups = layout.length, getattr(torch, DTYPE), heads // kv_heads
     generator = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(1, h, n, head_dim, generator=generator).to(device, dtype) for h in (heads, kv_heads, kv_heads))
+    q, k, v = (torch.randn(1, h, n, head_dim, generator=generator).to(device, dtype)
+               for h in (heads, kv_heads, kv_heads))
     scale = head_dim ** -0.5
     regime = build_regime("effective", DEPTH)
     plan = SamplePlan(regime, layout)
@@ -488,8 +489,10 @@ COLUMNS = [  # (header, row key, format)
     ("ok", "ok", "{}"), ("replies=dense", "replies_equal_dense", "{}"), ("edges=cpu", "edges_equal_cpu", "{}"),
     ("nonfinite", "nonfinite", "{}"), ("failed", "failed_samples", "{}"), ("run s", "run_s", "{:.1f}"),
     ("prefill ms", "prefill_ms", "{:.1f}"), ("attn ms (28 layers)", "attention_ms", "{:.2f}"),
-    ("x stock", "x_stock", "{:.3f}"), ("kept", "kept", "{:.3f}"), ("x stock/kept edge", "x_stock_per_kept_edge", "{:.3f}"),
-    ("|out - dense|", "max_abs_diff_dense", "{:.2g}"), ("peak MiB", "peak_mib", "{:.1f}"), ("mask ms", "mask_build_ms", "{:.2f}"), ("first call s", "first_call_s", "{:.2f}"),
+    ("x stock", "x_stock", "{:.3f}"), ("kept", "kept", "{:.3f}"),
+    ("x stock/kept edge", "x_stock_per_kept_edge", "{:.3f}"), ("|out - dense|", "max_abs_diff_dense", "{:.2g}"),
+    ("peak MiB", "peak_mib", "{:.1f}"), ("mask ms", "mask_build_ms", "{:.2f}"),
+    ("first call s", "first_call_s", "{:.2f}"),
     ("problems", "problems", "{}"),
 ]
 
