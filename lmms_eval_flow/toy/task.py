@@ -35,10 +35,14 @@ def doc_to_target(doc: dict) -> str:
     return doc["answer"]
 
 
-def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
-    """The video, then the text; its answer-format instruction is template, not question."""
-    prompt = doc_to_prompt(doc, lmms_eval_specific_kwargs)
+def clip_messages(doc: dict, prompt: Prompt) -> list[dict]:
+    """The doc's clip, then the prompt's text, its template parts named (the answer-format
+    instruction is template, not question); shared with ``flow_synthetic``."""
     return video_messages(doc_to_visual(doc)[0], prompt.text, instructions=prompt.instructions)
+
+
+def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
+    return clip_messages(doc, doc_to_prompt(doc, lmms_eval_specific_kwargs))
 
 
 def process_results(doc: dict, results: list[str]) -> dict:

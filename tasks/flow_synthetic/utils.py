@@ -9,9 +9,9 @@ offline check that a model, a wrapper and an attention regime run end to end.
 from __future__ import annotations
 
 from lmms_eval_flow.scoring.answers import parse_choice
-from lmms_eval_flow.toy.clips import clip_path
-from lmms_eval_flow.scoring.task_utils import lettered, options_block, score, video_messages
+from lmms_eval_flow.scoring.task_utils import lettered, options_block, score
 from lmms_eval_flow.scoring.video_task import Prompt, template_prompt
+from lmms_eval_flow.toy.task import clip_messages, doc_to_target, doc_to_visual  # noqa: F401 (the YAML's hooks)
 
 DEFAULT_POST_PROMPT = "Answer with the option's letter from the given choices directly."
 
@@ -19,11 +19,6 @@ DEFAULT_POST_PROMPT = "Answer with the option's letter from the given choices di
 def lettered_options(doc: dict) -> dict[str, str]:
     """The doc's options keyed by letter, in order: {"A": ..., "B": ...}."""
     return lettered(doc["options"])
-
-
-def doc_to_visual(doc: dict) -> list[str]:
-    """The doc's clip as a local mp4 path, rendered on first use."""
-    return [str(clip_path(doc["clip"]))]
 
 
 def doc_to_prompt(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> Prompt:
@@ -36,14 +31,9 @@ def doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str
     return doc_to_prompt(doc, lmms_eval_specific_kwargs).text
 
 
-def doc_to_target(doc: dict) -> str:
-    return doc["answer"]
-
-
 def doc_to_messages(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
     """One user turn for chat models: the video first, then the question; its instruction is template."""
-    prompt = doc_to_prompt(doc, lmms_eval_specific_kwargs)
-    return video_messages(doc_to_visual(doc)[0], prompt.text, instructions=prompt.instructions)
+    return clip_messages(doc, doc_to_prompt(doc, lmms_eval_specific_kwargs))
 
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
