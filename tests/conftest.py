@@ -20,7 +20,7 @@ from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration  # no
 from lmms_eval_flow.harness import reply, runner  # noqa: E402
 from lmms_eval_flow.engine import attention  # noqa: E402
 from lmms_eval_flow.engine.attention import BatchPlan  # noqa: E402
-from lmms_eval_flow.engine.plan import causal_edges  # noqa: E402
+from lmms_eval_flow.engine.layout import causal_edges  # noqa: E402
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
 # Frames of 56x56 pixels: each temporal patch (2 frames) becomes 2x2 = 4 tokens.

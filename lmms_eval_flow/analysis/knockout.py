@@ -92,7 +92,7 @@ def window(centre: int, size: int, depth: int) -> range:
 
 def knockout_regime(base: Regime, pathway: str, layers: range) -> Regime:
     """``base`` with ``pathway`` blocked in ``layers`` as well."""
-    if base.random_seed is not None or base.video_exit is not None:
+    if not base.applies_rules:
         raise ValueError(
             f"a knockout adds one rule to the model's regime, and regime={base.name} ({base.describe()}) does not "
             f"apply rules as such; use regime=full (the papers' setting), effective, staged, or temporal_exit "

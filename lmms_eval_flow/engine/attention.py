@@ -46,24 +46,9 @@ class BatchPlan:
         self._runs: dict[tuple, tuple[Run, ...]] = {}
         self._shape: tuple[int, int] | None = None
         self.flex_mask = None  # the flex backend's (mask, BlockMask) of the last mask it ran (flex.py)
-        regime = plans[0].regime
-        self.video_exit = regime.video_exit
-        self.kept = self._kept_positions() if self.video_exit is not None else None
-
-    def _kept_positions(self) -> torch.Tensor:
-        """[B, M] padded positions that stay after video leaves the sequence."""
-        video = [plan.layout.size("video") for plan in self.plans]
-        if len(set(video)) > 1:
-            raise ValueError(
-                f"temporal_exit drops video positions from the batch tensor, so every sample of a batch needs "
-                f"the same number of video tokens; this batch has {video}. Use batch_size=1."
-            )
-        rows = []
-        for plan, pad in zip(self.plans, self.pads):
-            keep = torch.ones(self.prompt_length, dtype=torch.bool)
-            keep[plan.layout.positions("video") + pad] = False
-            rows.append(keep.nonzero().squeeze(1))
-        return torch.stack(rows)
+        self.regime = plans[0].regime  # a session runs one regime: every row shares it
+        # temporal exit by drop: [B, M] padded positions that stay once video leaves (video_exit.py)
+        self.kept = self.regime.video.kept_positions(plans, pads, prompt_length)
 
     def decomposes(self, layer: int, q_len: int, kv_len: int, device: torch.device) -> bool:
         """Whether this layer runs group-decomposed (blocks.py) rather than as one masked call.
@@ -74,7 +59,7 @@ class BatchPlan:
         wanted = self.backend == "blocks" or (self.backend == "auto" and device.type == "cpu")
         return (
             wanted and q_len == kv_len == self.prompt_length
-            and self.plans[0].regime.random_seed is None
+            and self.regime.draw.decomposes
             and any(plan.masked(layer) for plan in self.plans)
         )
 
@@ -91,8 +76,8 @@ class BatchPlan:
     def attention_mask(self, layer: int, q_len: int, kv_len: int, stock: torch.Tensor | None):
         """The mask for this layer (stock mask and regime combined), and the rows left with no key,
         built on the stock mask's device, else on ``self.device``."""
-        if self.video_exit is not None and layer >= self.video_exit:
-            return self._without_video(stock), None
+        if self.regime.video.dropped(layer):
+            return self.regime.video.stock_mask(self, stock), None
         if not any(plan.masked(layer) for plan in self.plans):
             return stock, None
         if self._shape != (q_len, kv_len):
@@ -100,8 +85,8 @@ class BatchPlan:
             self._shape = (q_len, kv_len)
         key = tuple(plan.mask_key(layer) for plan in self.plans)
         if key not in self._masks:
-            if self.plans[0].regime.random_seed is not None:
-                self._masks.clear()  # random: every layer has its own mask, never reused; hold one
+            if not self.regime.draw.caches_masks:
+                self._masks.clear()  # each layer its own mask (random), never reused: hold one
             self._masks[key] = self._build(layer, q_len, kv_len, stock)
         return self._masks[key]
 
@@ -134,18 +119,6 @@ class BatchPlan:
             causal = torch.ones(generated, generated, dtype=torch.bool, device=device).tril()
             rows[prompt_rows:, prompt:] = causal[-(q_len - prompt_rows):]
         return rows
-
-    def _without_video(self, stock: torch.Tensor | None) -> torch.Tensor | None:
-        """The stock mask cut to the positions left after temporal exit (None stays None)."""
-        if stock is None:
-            return None
-        kept = self.kept.to(stock.device)
-        generated = torch.arange(self.prompt_length, stock.shape[-1], device=stock.device).expand(len(kept), -1)
-        columns = torch.cat([kept, generated], dim=1)
-        stock = stock.expand(len(kept), -1, -1, -1)
-        if self.prefill:
-            stock = stock.gather(2, kept[:, None, :, None].expand(-1, stock.shape[1], -1, stock.shape[-1]))
-        return stock.gather(3, columns[:, None, None, :].expand(-1, stock.shape[1], stock.shape[2], -1))
 
 
 # Query rows per masked SDPA call in a long prefill.

@@ -33,6 +33,11 @@ TEMPLATE_PARTS = ("instruction",)
 _OPTION_MARKER = re.compile(r"(?:^|(?<=\s))\(?([A-Z])[.)](?=\s)", re.MULTILINE)
 
 
+def causal_edges(length: int) -> int:
+    """Edges of full causal attention over ``length`` positions in one layer."""
+    return length * (length + 1) // 2
+
+
 @dataclass(frozen=True)
 class Segment:
     """A run of consecutive positions of one group (and, for video, one frame)."""

@@ -74,11 +74,11 @@ def parse_perturbations(text: str, depth: int, regime: Regime | None = None) -> 
     if repeated:
         raise ValueError(f"perturb={text!r} names {', '.join(repeated)} more than once; give each once "
                          f"(a layer range such as no_rope@10-12 covers several layers)")
-    if regime is not None and regime.video_exit is not None:
+    if regime is not None:
         for p in perturbations:
-            if p.kind.startswith("shuffle") and p.layers.stop > regime.video_exit:
+            if p.kind.startswith("shuffle") and regime.video.dropped(p.layers.stop - 1):
                 raise ValueError(
-                    f"perturb={p.describe()} reaches layer {regime.video_exit + 1} or later, where "
+                    f"perturb={p.describe()} reaches layer {regime.video.exit_layer + 1} or later, where "
                     f"regime={regime.name} has dropped the video from the sequence; shuffle before it, or use exit_by=mask"
                 )
     return tuple(perturbations)

@@ -1,10 +1,12 @@
 """The attention regimes of SPEC as declarative rule sets over token groups and layer ranges.
 
 A ``Rule`` blocks one group from reading another in some layers; a ``Regime`` is a list of
-rules plus two switches that change *how* (not *what*) is applied: ``random`` replaces the
-rules' blocked pairs by as many random ones, and ``video_exit`` realises temporal exit by
-dropping video positions rather than masking them. ``build_regime`` turns model arguments
-(as typed in lmms-eval's ``--model_args``) into a regime, validating them before any model loads.
+rules plus two strategies that say *how* (not *what*) is applied, so that no module branches on
+a regime's name or settings: its mask draw (``mask_draw.py``: the rules' own pairs, or for
+``random`` as many random ones) and its video strategy (``video_exit.py``: video kept and masked,
+or for temporal exit by drop, video positions dropped from the sequence). ``build_regime`` turns
+model arguments (as typed in lmms-eval's ``--model_args``) into a regime, validating them before
+any model loads.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 
 from lmms_eval_flow.engine.layers import format_layer_range, parse_layer, parse_layer_range
 from lmms_eval_flow.engine.layout import GROUPS, QUERY, Segment
+from lmms_eval_flow.engine.mask_draw import RandomDraw, RuleDraw
+from lmms_eval_flow.engine.video_exit import DropVideo, KeepVideo
 
 
 @dataclass(frozen=True)
@@ -51,13 +55,16 @@ class Regime:
     depth: int
     rules: tuple[Rule, ...] = ()
     settings: dict[str, str] = field(default_factory=dict)
-    # `random`: block, per layer, as many uniformly drawn pairs as the rules would, or 1 - keep of
-    # all edges (rounded), or int(block_ratio x all edges) as Map the Flow's scripts do.
-    random_seed: int | None = None
-    random_keep: float | None = None
-    random_block_ratio: float | None = None
-    # `temporal_exit`: from this 0-based layer on, video positions leave the sequence and the KV cache.
-    video_exit: int | None = None
+    # how the blocked pairs are drawn: the rules' own, or as many random ones (`random`)
+    draw: RuleDraw | RandomDraw = RuleDraw()
+    # whether video stays in the sequence, or leaves it from the exit layer on (`temporal_exit`, exit_by=drop)
+    video: KeepVideo | DropVideo = KeepVideo()
+
+    @property
+    def applies_rules(self) -> bool:
+        """Whether every layer's rules reach the attention as they are (a rule added to the regime
+        then takes effect where it says)."""
+        return self.draw.applies_rules and self.video.applies_rules
 
     def rules_at(self, layer: int) -> tuple[Rule, ...]:
         return tuple(rule for rule in self.rules if layer in rule.layers)
@@ -236,9 +243,9 @@ def _pathway_regime(name: str, depth: int, given: dict, model_type: str | None, 
         settings = {"keep": str(keep), "seed": str(seed)}
     if block_ratio is not None:
         settings = {"block_ratio": str(block_ratio), "seed": str(seed)}
-    return Regime("random", depth, rules, settings, random_seed=seed,
-                  random_keep=None if keep is None else float(keep),
-                  random_block_ratio=None if block_ratio is None else float(block_ratio))
+    draw = RandomDraw(seed, keep=None if keep is None else float(keep),
+                      block_ratio=None if block_ratio is None else float(block_ratio))
+    return Regime("random", depth, rules, settings, draw=draw)
 
 
 def _is_number(value) -> bool:
@@ -280,4 +287,5 @@ def _temporal_exit(depth: int, given: dict) -> Regime:
         Rule("video_exit_rows", ("video",), GROUPS, late),
     )
     settings = {"exit_layer": str(exit_layer + 1), "exit_by": exit_by}
-    return Regime("temporal_exit", depth, rules, settings, video_exit=exit_layer if exit_by == "drop" else None)
+    video = DropVideo(exit_layer) if exit_by == "drop" else KeepVideo()
+    return Regime("temporal_exit", depth, rules, settings, video=video)

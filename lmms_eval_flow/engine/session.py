@@ -16,7 +16,6 @@ from lmms_eval_flow.engine.attention import ACTIVE_BATCH, FLOW_ATTENTION, BatchP
 from lmms_eval_flow.engine.layout import TokenLayout
 from lmms_eval_flow.engine.plan import SamplePlan
 from lmms_eval_flow.engine.regimes import Regime
-from lmms_eval_flow.engine.video_exit import drop_video_hooks
 
 # How masked prefills run: "blocks" group-decomposed (blocks.py), "dense" one masked SDPA call,
 # "flex" compiled FlexAttention over the dense mask's blocks (flex.py), "auto" blocks on CPU and
@@ -47,9 +46,9 @@ class RegimeSession:
         self._handles = [
             model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
             model.register_forward_hook(self._after_forward, always_call=True),
+            # temporal exit by drop: hooks that cut video from the late layers' input (video_exit.py)
+            *regime.video.hooks(list(decoder_layers), lambda: self.batch),
         ]
-        if regime.video_exit is not None:
-            self._handles += drop_video_hooks(list(decoder_layers)[regime.video_exit:], lambda: self.batch)
 
     def _before_forward(self, module, args, kwargs):
         cache = kwargs.get("past_key_values")

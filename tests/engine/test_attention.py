@@ -7,8 +7,10 @@ import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
 
 from lmms_eval_flow.engine.families import apply_regime
-from lmms_eval_flow.engine.plan import causal_edges
+from lmms_eval_flow.engine.layout import causal_edges
+from lmms_eval_flow.engine.mask_draw import RandomDraw
 from lmms_eval_flow.engine.regimes import Regime, Rule, build_regime
+from lmms_eval_flow.engine.video_exit import KeepVideo
 
 REGIME_CASES = [("effective", {}), ("random", {}), ("staged", {}), ("staged", {"query_last_frame": "none"}),
                 ("temporal_exit", {}), ("temporal_exit", {"exit_by": "mask"})]
@@ -77,7 +79,7 @@ def test_blocking_last_from_video_changes_only_the_last_position(model, processo
 def test_regime_keeps_positions_before_the_video_and_moves_the_answer(model, processor, inputs, full_logits, name, params):
     logits, [plan] = forward(model, processor, inputs, build_regime(name, 28, **params), backend="dense")
     start = plan.layout.video_start
-    if plan.regime.video_exit is None:
+    if plan.regime.video == KeepVideo():
         assert torch.equal(logits[0, :start], full_logits[0, :start])
     else:  # a shorter sequence from the exit layer on: same values, other summation order
         torch.testing.assert_close(logits[0, :start], full_logits[0, :start], rtol=0, atol=1e-5)
@@ -99,7 +101,7 @@ def test_masks_held_are_bounded_by_distinct_rule_sets_not_layers(model, processo
     regime = build_regime(name, 28, **params)
     forward(model, processor, inputs, regime, backend="dense")
     # random draws a mask per layer, so it may hold only the current one
-    bound = 1 if regime.random_seed is not None else len({regime.rules_at(layer) for layer in range(28)})
+    bound = 1 if isinstance(regime.draw, RandomDraw) else len({regime.rules_at(layer) for layer in range(28)})
     assert len(applied_masks) == 28 and max(call.masks_held for call in applied_masks) <= bound
 
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from lmms_eval_flow.engine.attention import FLOW_ATTENTION
-from lmms_eval_flow.engine.plan import causal_edges
+from lmms_eval_flow.engine.layout import causal_edges
 from lmms_eval_flow.toy.clips import clip_path
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -9,7 +9,7 @@ from transformers import AutoConfig
 
 from lmms_eval_flow.toy.clips import clip_path
 from lmms_eval_flow.engine.families import apply_regime
-from lmms_eval_flow.engine.plan import causal_edges
+from lmms_eval_flow.engine.layout import causal_edges
 from lmms_eval_flow.engine.regimes import build_regime
 
 REGIME_CASES = [("full", {}), ("effective", {}), ("random", {}), ("staged", {}), ("temporal_exit", {}),

@@ -15,6 +15,7 @@ from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention
 
 from lmms_eval_flow.engine.attention import ACTIVE_BATCH, BatchPlan, flow_attention
 from lmms_eval_flow.engine.layout import GROUPS, TokenLayout
+from lmms_eval_flow.engine.mask_draw import RandomDraw
 from lmms_eval_flow.engine.perturbations import Perturbed, parse_perturbations
 from lmms_eval_flow.engine.plan import SamplePlan
 from lmms_eval_flow.engine.regimes import Regime, Rule, build_regime
@@ -145,7 +146,7 @@ def test_a_random_mask_depends_only_on_its_sample_seed_and_layer(data):
     """Not on the batch it is in, its place there, nor anything run before it: a run gives the
     same masks in any batch order and on any number of processes."""
     depth = data.draw(st.integers(2, 12))
-    regime = data.draw(regimes(depth).filter(lambda regime: regime.random_seed is not None))
+    regime = data.draw(regimes(depth).filter(lambda regime: isinstance(regime.draw, RandomDraw)))
     mine, other = data.draw(layouts()), data.draw(layouts())
     if not (reachable(regime, mine) and reachable(regime, other)):
         return

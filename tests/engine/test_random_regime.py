@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from lmms_eval_flow.engine.attention import BatchPlan
-from lmms_eval_flow.engine.layout import TokenLayout
-from lmms_eval_flow.engine.plan import SamplePlan, causal_edges, pair_hash
+from lmms_eval_flow.engine.layout import TokenLayout, causal_edges
+from lmms_eval_flow.engine.pair_hash import pair_hash
+from lmms_eval_flow.engine.plan import SamplePlan
 from lmms_eval_flow.engine.regimes import build_regime
 
 LAYOUT = TokenLayout.synthetic(prefix=5, frames=4, tokens_per_frame=6, question=7, template=4)
@@ -145,14 +146,14 @@ def test_keep_and_block_ratio_differ_in_rounding():
     layout = TokenLayout.synthetic(prefix=2, frames=2, tokens_per_frame=3, question=1, template=0)
     keep = SamplePlan(build_regime("random", 28, keep=0.35), layout)  # keeps round(19.25) = 19, blocks 36
     ratio = SamplePlan(build_regime("random", 28, block_ratio=0.65), layout)  # blocks int(35.75) = 35
-    assert (keep.random_blocked(0), ratio.random_blocked(0)) == (36, 35)
+    assert (keep.regime.draw.blocked(keep, 0), ratio.regime.draw.blocked(ratio, 0)) == (36, 35)
 
 
 def test_block_ratio_beyond_the_candidates_names_the_highest_reachable():
     layout = TokenLayout.synthetic(prefix=40, frames=1, tokens_per_frame=2, question=1, template=1)
     plan = SamplePlan(build_regime("random", 28, block_ratio=0.9), layout)
     with pytest.raises(ValueError, match=r"block_ratio=0.9 needs .* highest block_ratio reachable here is 0\.0"):
-        plan.random_blocked(0)
+        plan.regime.draw.blocked(plan, 0)
 
 
 # -- the arguments -------------------------------------------------------------------------

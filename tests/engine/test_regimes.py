@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 
 from lmms_eval_flow.engine.blocks import Run, runs_of
 from lmms_eval_flow.engine.layers import format_layer_range, parse_layer, parse_layer_range
-from lmms_eval_flow.engine.layout import TokenLayout
-from lmms_eval_flow.engine.plan import SamplePlan, causal_edges, kth_smallest_uniform
+from lmms_eval_flow.engine.layout import TokenLayout, causal_edges
+from lmms_eval_flow.engine.mask_draw import kth_smallest_uniform
+from lmms_eval_flow.engine.plan import SamplePlan
 from lmms_eval_flow.engine.regimes import REGIMES, build_regime, published_ranges
 
 LAYOUTS = [

@@ -87,7 +87,7 @@ def test_temporal_exits_saving_is_the_one_its_cache_measures(runs, tiny_model_di
     assert exit_reply.cost.kv_cache_bytes == cache_bytes(dropped)
     assert ratio == Fraction(cache_bytes(dropped), cache_bytes(full_cache))
     length, video, depth = plan.layout.length, plan.layout.size("video"), len(dropped.layers)
-    kept_layers = plan.regime.video_exit  # 0-based: the layers from it on keep no video
+    kept_layers = plan.regime.video.exit_layer  # 0-based: the layers from it on keep no video
     assert ratio == Fraction(depth * length - (depth - kept_layers) * video, depth * length) < 1
 
 

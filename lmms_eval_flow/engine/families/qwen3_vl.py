@@ -20,9 +20,9 @@ TIMESTAMP = re.compile(r"<\d+(\.\d+)? seconds>")
 def check_regime(config, regime: Regime) -> None:
     """Refuse a temporal exit that would drop video positions deepstack still adds features to."""
     injected = len(config.vision_config.deepstack_visual_indexes)
-    if regime.video_exit is not None and regime.video_exit < injected:
+    if regime.video.dropped(injected - 1):
         raise ValueError(
-            f"exit_layer={regime.video_exit + 1} is too early for Qwen3-VL with exit_by=drop: its layers 1-{injected} "
+            f"exit_layer={regime.video.exit_layer + 1} is too early for Qwen3-VL with exit_by=drop: its layers 1-{injected} "
             f"add vision features to the video positions (deepstack), so video can leave the sequence from layer "
             f"{injected + 1} on; give exit_layer>={injected + 1}, or exit_by=mask"
         )
