@@ -95,19 +95,31 @@ def applied_masks(monkeypatch) -> list[AppliedMask]:
     return calls
 
 
-@pytest.fixture
-def decomposed_layers(monkeypatch) -> list[int]:
-    """The layer of every call of the group-decomposed path (``blocks.decomposed_attention``, as the
-    attention hook calls it) in the test, in order: what shows that a ``blocks`` run decomposed."""
+def layers_calling(monkeypatch, path: str) -> list[int]:
+    """The layer of every call of ``attention.<path>`` (a backend's path, as the attention hook calls
+    it) in the test, in order."""
     layers: list[int] = []
-    original = attention.decomposed_attention
+    original = getattr(attention, path)
 
     def spy(module, *args, **kwargs):
         layers.append(module.layer_idx)
         return original(module, *args, **kwargs)
 
-    monkeypatch.setattr(attention, "decomposed_attention", spy)
+    monkeypatch.setattr(attention, path, spy)
     return layers
+
+
+@pytest.fixture
+def decomposed_layers(monkeypatch) -> list[int]:
+    """The layers that ran group-decomposed (``blocks.decomposed_attention``): what shows that a
+    ``blocks`` run decomposed."""
+    return layers_calling(monkeypatch, "decomposed_attention")
+
+
+@pytest.fixture
+def flex_layers(monkeypatch) -> list[int]:
+    """The layers that ran the flex path (``flex_attention_forward``)."""
+    return layers_calling(monkeypatch, "flex_attention_forward")
 
 
 # The tiny Qwen2.5-VL, its processor (as lmms-eval loads it) and one clip's inputs, for the tests

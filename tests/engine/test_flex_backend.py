@@ -12,7 +12,6 @@ import torch
 from family_cases import CLIP, FAMILIES, QUESTION, make_inputs
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-from lmms_eval_flow.engine import attention
 from lmms_eval_flow.engine.families import apply_regime
 from lmms_eval_flow.engine.regimes import build_regime
 from lmms_eval_flow.engine.session import BACKENDS
@@ -52,20 +51,6 @@ class Case:
 def case(request, tiny_model_dir, family_model_dir):
     model_dir = tiny_model_dir if request.param == "qwen2_5_vl" else family_model_dir(request.param)
     return Case(request.param, model_dir)
-
-
-@pytest.fixture
-def flex_layers(monkeypatch) -> list[int]:
-    """The layer of every call of the flex path (``flex_attention_forward``, as the attention hook calls it)."""
-    layers: list[int] = []
-    original = attention.flex_attention_forward
-
-    def spy(module, *args, **kwargs):
-        layers.append(module.layer_idx)
-        return original(module, *args, **kwargs)
-
-    monkeypatch.setattr(attention, "flex_attention_forward", spy)
-    return layers
 
 
 @pytest.mark.parametrize("name, params", REGIME_CASES, ids=[f"{n}-{p.get('exit_by', '')}" for n, p in REGIME_CASES])
