@@ -361,9 +361,9 @@ def lettered(options: list[str]) -> dict[str, str]:
     return {chr(ord("A") + index): text for index, text in enumerate(options)}
 
 
-def options_block(options: dict[str, str]) -> str:
-    """One "A. text" line per option."""
-    return "\n".join(f"{key}. {text}" for key, text in options.items())
+def options_block(options: dict[str, str], option_format: str = "{key}. {text}") -> str:
+    """One line per option, each ``option_format`` of its key and text: "A. text", "(A) text"."""
+    return "\n".join(option_format.format(key=key, text=text) for key, text in options.items())
 
 
 def video_messages(video: str, text: str, start: float | None = None, end: float | None = None,

@@ -55,6 +55,7 @@ from lmms_eval_flow.scoring.task_utils import (
     lettered,
     one_of,
     option_index,
+    options_block,
     require,
     score,
     text_messages,
@@ -90,11 +91,6 @@ def template_prompt(kwargs: dict | None, question: str, default_instruction: str
     kwargs = kwargs or {}
     return Prompt(kwargs.get("pre_prompt", ""), question, kwargs.get("post_prompt", default_instruction),
                   kwargs.get("answer_primer", ""))
-
-
-def option_lines(options: dict[str, str], option_format: str = "{key}. {text}") -> str:
-    """One line per option, each ``option_format`` of its key and text: "A. text", "(A) text"."""
-    return "\n".join(option_format.format(key=key, text=text) for key, text in options.items())
 
 
 @dataclass(frozen=True)
@@ -254,7 +250,7 @@ class MultipleChoiceTask(VideoTask):
     def shown_options(self, options: dict[str, str], kwargs: dict) -> str:
         if "option_format" not in kwargs and self.show_options is not None:
             return self.show_options(options)
-        return option_lines(options, kwargs.get("option_format", self.option_format))
+        return options_block(options, kwargs.get("option_format", self.option_format))
 
     def prompt(self, doc: dict, lmms_eval_specific_kwargs: dict | None) -> Prompt:
         kwargs = lmms_eval_specific_kwargs or {}
