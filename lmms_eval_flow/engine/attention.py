@@ -57,11 +57,12 @@ class BatchPlan:
         and keeps the dense mask on other devices.
         """
         wanted = self.backend == "blocks" or (self.backend == "auto" and device.type == "cpu")
-        return (
-            wanted and q_len == kv_len == self.prompt_length
-            and self.regime.draw.decomposes
-            and any(plan.masked(layer) for plan in self.plans)
-        )
+        return wanted and self.regime.draw.decomposes and self.masks_prefill(layer, q_len, kv_len)
+
+    def masks_prefill(self, layer: int, q_len: int, kv_len: int) -> bool:
+        """Whether this call is a prefill layer that some row's regime masks: the calls the blocks
+        and flex backends take over."""
+        return q_len == kv_len == self.prompt_length and any(plan.masked(layer) for plan in self.plans)
 
     def runs(self, layer: int) -> list[tuple[Run, ...]]:
         """Each row's runs for this layer, computed once per distinct rule set."""

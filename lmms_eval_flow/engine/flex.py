@@ -60,8 +60,7 @@ def compiled_flex():
 def runs_flex(batch, layer: int, q_len: int, kv_len: int) -> bool:
     """Whether this layer of ``batch`` (a ``BatchPlan``) runs through FlexAttention: under the
     ``flex`` backend, a prefill layer that some row's regime masks."""
-    return (batch.backend == "flex" and q_len == kv_len == batch.prompt_length
-            and any(plan.masked(layer) for plan in batch.plans))
+    return batch.backend == "flex" and batch.masks_prefill(layer, q_len, kv_len)
 
 
 def _ordered(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
