@@ -99,11 +99,13 @@ def layout_after_video(ids: list[int], video_start: int, frame_sizes: list[int],
     video_stop = video_start + sum(frame_sizes)
     words = [i for i in range(video_stop, turn_end) if text.is_text(ids[i])]
     start, stop = (words[0], words[-1] + 1) if words else (turn_end, turn_end)
-    instructions = [(start + a, start + b) for a, b in instruction_spans(text.pieces(ids[start:stop]), text.instructions)]
-    inside = [i for i in words if not any(a <= i < b for a, b in instructions)]
-    if instructions:
+    pieces = text.pieces(ids[start:stop])
+    instructions = [(start + a, start + b) for a, b in instruction_spans(pieces, text.instructions)]
+    if instructions:  # the question is what is left: its own text's pieces
+        inside = [i for i in words if not any(a <= i < b for a, b in instructions)]
         start, stop = (inside[0], inside[-1] + 1) if inside else (instructions[0][1],) * 2
-    options = option_spans(text.pieces(ids[start:stop])) if stop > start else []
+        pieces = text.pieces(ids[start:stop])
+    options = option_spans(pieces) if stop > start else []
     return TokenLayout.from_spans(len(ids), video_start, frame_sizes, (start, stop),
                                   [(start + first, start + last) for first, last in options], instructions)
 
