@@ -184,8 +184,10 @@ if _DIR:
 def probe_counts(probe_dir: Path, config: Path) -> list[dict] | None:
     """Per model a process loaded (in order): its path and non-finite count, for the process run
     with ``config``; None if no such process reported."""
+    from lmms_eval_flow.harness.runner import read_jsonl
+
     for path in probe_dir.glob("*.jsonl"):
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = read_jsonl(path)
         models = [r for r in records if r["event"] == "model"]
         if not models or str(config) not in models[0]["argv"]:
             continue

@@ -66,12 +66,17 @@ def windows_in(messages: list[dict]) -> list[tuple[float | None, float | None]]:
             for content in message.content if content.type == "video"]
 
 
-def frame_count(path, window: tuple[float | None, float | None] = (None, None)) -> int:
-    """The frames of a video file, counted as lmms-eval's Qwen wrappers count them (decord); with a
-    window, the frames inside it (``frames_in_window``)."""
+def video_reader(path):
+    """A video file opened as lmms-eval's Qwen wrappers probe it (decord)."""
     import decord
 
-    reader = decord.VideoReader(str(path), num_threads=1)
+    return decord.VideoReader(str(path), num_threads=1)
+
+
+def frame_count(path, window: tuple[float | None, float | None] = (None, None)) -> int:
+    """The frames of a video file, counted as lmms-eval's Qwen wrappers count them; with a window,
+    the frames inside it (``frames_in_window``)."""
+    reader = video_reader(path)
     return frames_in_window(len(reader), reader.get_avg_fps(), window)
 
 
@@ -104,9 +109,7 @@ def video_problem(video, min_frames: int = MIN_FRAMES, window: tuple[float | Non
     if path.stat().st_size == 0:
         return "the file is empty (0 bytes)"
     try:
-        import decord
-
-        reader = decord.VideoReader(str(path), num_threads=1)
+        reader = video_reader(path)
     except Exception as error:  # decord raises its own error types for every kind of bad file
         return f"the file cannot be read as a video ({describe(error)})"
     clip = "" if window == (None, None) else f" between {window[0] or 0:g} s and " + (

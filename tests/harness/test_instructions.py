@@ -3,13 +3,13 @@ flow model's layout: drawn as template, so ``effective`` lets the last position 
 layer, where as question it was blocked outside ``question_last``."""
 
 from bad_videos import write_video
+from conftest import SMALL_VIDEO_ARGS
 from lmms_eval.api.instance import Instance
 
 from lmms_eval_flow.harness.flow_model import instructions_in
 from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import Qwen2_5_VLFlow
 from lmms_eval_flow.scoring.task_utils import video_messages
 
-SMALL = "device=cpu,device_map=cpu,max_pixels=3136,min_pixels=3136,max_num_frames=8"
 QUESTION, INSTRUCTION = "Which way does it move?\nA. left\nB. right", "\nAnswer with the option's letter."
 
 
@@ -37,10 +37,10 @@ def test_instructions_ride_on_the_text_and_are_read_back():
 
 def test_a_named_instruction_is_template_in_the_flow_models_layout(tiny_model_dir, tmp_path):
     video = write_video("good", 0, tmp_path)
-    unnamed = Qwen2_5_VLFlow.create_from_arg_string(f"pretrained={tiny_model_dir},regime=effective,{SMALL}")
+    unnamed = Qwen2_5_VLFlow.create_from_arg_string(f"pretrained={tiny_model_dir},regime=effective,{SMALL_VIDEO_ARGS}")
     as_question = edges(unnamed, video, ())
     assert unnamed.instructions == set()
-    named = Qwen2_5_VLFlow.create_from_arg_string(f"pretrained={tiny_model_dir},regime=effective,{SMALL}")
+    named = Qwen2_5_VLFlow.create_from_arg_string(f"pretrained={tiny_model_dir},regime=effective,{SMALL_VIDEO_ARGS}")
     as_template = edges(named, video, (INSTRUCTION,))
     assert named.instructions == {INSTRUCTION}
     # the last position reads the instruction's tokens in the layers outside question_last (1-20 of 28)
