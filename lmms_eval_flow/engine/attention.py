@@ -46,7 +46,7 @@ class BatchPlan:
         self._runs: dict[tuple, tuple[Run, ...]] = {}
         self._shape: tuple[int, int] | None = None
         self.flex_mask = None  # the flex backend's (mask, BlockMask) of the last mask it ran (flex.py)
-        self.regime = plans[0].regime  # a session runs one regime: every row shares it
+        self.regime = plans[0].regime  # every row shares its strategies (draw, video), if not its rules
         # temporal exit by drop: [B, M] padded positions that stay once video leaves (video_exit.py)
         self.kept = self.regime.video.kept_positions(plans, pads, prompt_length)
 

@@ -37,6 +37,9 @@ class RegimeSession:
         self.layout_of = layout_of
         self.backend = backend
         self.batch: BatchPlan | None = None
+        # Training under per-row masks (toy.planting) sets one regime per row of the next batches;
+        # they must share the session's strategies (a mask draw by rules, video kept).
+        self.row_regimes: list[Regime] | None = None
         self.records: list[SamplePlan] = []
         self._tokens = []
         self._model = model
@@ -60,7 +63,8 @@ class RegimeSession:
         self._tokens.append(ACTIVE_BATCH.set(self.batch))
 
     def _after_forward(self, module, args, output):
-        ACTIVE_BATCH.reset(self._tokens.pop())
+        if self._tokens:  # none when planning the batch raised
+            ACTIVE_BATCH.reset(self._tokens.pop())
 
     def _plan_batch(self, kwargs: dict) -> BatchPlan:
         input_ids = kwargs["input_ids"]
@@ -72,7 +76,14 @@ class RegimeSession:
             if not row[pad:].all():
                 raise ValueError("attention regimes need left padding (or none); this batch is padded on the right")
             pads.append(pad)
-        plans = [SamplePlan(self.regime, self.layout_of(kwargs, b)) for b in range(len(input_ids))]
+        regimes = self.row_regimes or [self.regime] * len(input_ids)
+        if len(regimes) != len(input_ids):
+            raise ValueError(f"row_regimes holds {len(regimes)} regimes for a batch of {len(input_ids)} rows")
+        for regime in regimes:
+            if (regime.draw, regime.video, regime.depth) != (self.regime.draw, self.regime.video, self.regime.depth):
+                raise ValueError(f"row regime {regime.describe()} does not share the session's mask draw, "
+                                 f"video strategy and depth ({self.regime.describe()})")
+        plans = [SamplePlan(regime, self.layout_of(kwargs, b)) for b, regime in enumerate(regimes)]
         return BatchPlan(plans, pads, input_ids.shape[1], self.backend)
 
     def take_records(self) -> list[SamplePlan]:

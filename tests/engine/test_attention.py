@@ -214,3 +214,30 @@ def test_long_masked_prefills_run_in_row_chunks_with_the_same_result(model, proc
     monkeypatch.setattr(attention, "PREFILL_CHUNK", 16)  # this prompt is ~100 positions: several chunks
     chunked, _ = forward(model, processor, inputs, regime, backend="dense")
     torch.testing.assert_close(chunked, whole, rtol=0, atol=2e-5)
+
+
+@torch.no_grad()
+def test_rows_of_one_batch_can_run_under_regimes_of_their_own(model, processor):
+    """Training under per-row masks (the known-answer toy): each row gets what its regime alone gives."""
+    questions = [QUESTION, QUESTION]
+    effective, full = build_regime("effective", 28), build_regime("full", 28)
+    inputs = make_inputs(processor, questions)
+    with apply_regime(model, processor.tokenizer, effective, "dense") as session:
+        session.row_regimes = [effective, full]
+        mixed = model(**inputs).logits
+        plans = session.take_records()
+    assert [plan.regime for plan in plans] == [effective, full]
+    for row, regime in enumerate((effective, full)):
+        alone, _ = forward(model, processor, make_inputs(processor, [QUESTION]), regime, "dense")
+        torch.testing.assert_close(mixed[row, -1], alone[0, -1], rtol=0, atol=1e-4)
+    assert not torch.allclose(mixed[0, -1], mixed[1, -1])
+
+
+def test_row_regimes_must_share_the_sessions_strategies(model, processor):
+    with apply_regime(model, processor.tokenizer, "effective") as session:
+        session.row_regimes = [build_regime("random", 28)]
+        with pytest.raises(ValueError, match="does not share the session's mask draw"):
+            model(**make_inputs(processor, [QUESTION]))
+        session.row_regimes = [build_regime("effective", 28)] * 2
+        with pytest.raises(ValueError, match="holds 2 regimes for a batch of 1 rows"):
+            model(**make_inputs(processor, [QUESTION]))
