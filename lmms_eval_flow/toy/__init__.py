@@ -1,9 +1,12 @@
-"""The embedded default: a tiny Qwen2.5-VL trained from scratch on a synthetic temporal benchmark.
+"""The embedded default: two tiny Qwen2.5-VL checkpoints trained from scratch on a synthetic
+temporal benchmark, one with known routing.
 
 ``clips`` renders the generated clips, ``benchmark`` generates the ``flow_temporal_toy``
 questions, ``task`` is their lmms-eval task (prompts and scoring), ``train`` reproduces the
-shipped weights (``qwen2_5_vl_temporal_toy/``), ``demo`` runs every regime on them (README's main
-job), and ``regime_arguments`` gives the layer settings the demo runs each regime with.
+shipped weights: ``qwen2_5_vl_temporal_toy/`` (trained plainly) and ``qwen2_5_vl_known_answer_toy/``
+(pathways planted in known layers, ``planting``); ``demo`` runs every regime on both (README's main
+job), ``validate`` checks the analysis tools against the planted ranges, and
+``regime_arguments`` / ``video_arguments`` give the settings the demo runs a checkpoint with.
 May import: every sub-package of lmms_eval_flow but the tasks folder, which imports the toy.
 
 The papers' settings are stated for a 28-layer LM (Qwen2.5-VL-7B). A toy with another depth
@@ -20,9 +23,15 @@ from pathlib import Path
 
 from lmms_eval_flow.engine.regimes import EXIT_DEFAULTS, PUBLISHED, STAGED_DEFAULTS
 
-# The folder name is the checkpoint's name in leaderboards.
+# The folder names are the checkpoints' names in leaderboards.
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "qwen2_5_vl_temporal_toy"
+KNOWN_ANSWER_DIR = Path(__file__).resolve().parent / "qwen2_5_vl_known_answer_toy"
+CHECKPOINTS = (KNOWN_ANSWER_DIR, CHECKPOINT_DIR)
 REGIMES_FILE = "flow_regimes.json"
+TRAINING_FILE = "training.json"
+# The plain toy's video settings: 56x56 frames, 8 sampled frames, so a clip is 4 temporal patches
+# of 2x2 merged tokens (16 video tokens).
+VIDEO_ARGS = {"max_pixels": 3136, "min_pixels": 3136, "max_num_frames": 8}
 PAPERS_DEPTH = 28
 
 
@@ -48,3 +57,18 @@ def regime_arguments(checkpoint: str | Path, regime: str) -> dict[str, str]:
     engine's defaults are the papers'), else those of its ``flow_regimes.json``."""
     path = Path(checkpoint) / REGIMES_FILE
     return json.loads(path.read_text())["settings"].get(regime, {}) if path.exists() else {}
+
+
+def video_arguments(checkpoint: str | Path) -> dict:
+    """The video settings ``checkpoint`` was trained with (its ``training.json``), which the demo
+    passes as model arguments so that evaluation sees the frames training saw; the plain toy's
+    for a checkpoint without a record (say, a tiny one)."""
+    path = Path(checkpoint) / TRAINING_FILE
+    return json.loads(path.read_text())["video_args"] if path.exists() else dict(VIDEO_ARGS)
+
+
+def planted_ranges(checkpoint: str | Path) -> dict[str, str] | None:
+    """The pathway ranges planted in ``checkpoint`` (its ``flow_regimes.json``), or None for a
+    checkpoint trained without a plant."""
+    path = Path(checkpoint) / REGIMES_FILE
+    return json.loads(path.read_text()).get("planted") if path.exists() else None

@@ -2,6 +2,7 @@
 splits are reproducible, training lowers the loss, and the shipped checkpoint is what its
 record says."""
 
+import dataclasses
 import json
 from collections import Counter
 from string import ascii_uppercase
@@ -13,9 +14,10 @@ from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
 
 from lmms_eval_flow.toy.clips import COLORS, render_frames, spec_hash
 from lmms_eval_flow.tiny.qwen2_5_vl import TinySizes
-from lmms_eval_flow.toy import CHECKPOINT_DIR, regime_arguments
+from lmms_eval_flow.toy import (CHECKPOINTS, KNOWN_ANSWER_DIR, planted_ranges, planting, regime_arguments,
+                                video_arguments)
 from lmms_eval_flow.toy.benchmark import QUESTION_TYPES, TEST_PER_TYPE, generate_docs, committed_split_path
-from lmms_eval_flow.toy.train import train
+from lmms_eval_flow.toy.train import KNOWN_ANSWER_VIDEO_ARGS, ChatEncoder, train
 
 TEST_DOCS = [json.loads(line) for line in committed_split_path().read_text().splitlines()]
 
@@ -79,9 +81,9 @@ SMALL_SIZES = TinySizes(hidden=32, intermediate=64, heads=2, kv_heads=1, layers=
                         vision_intermediate=64, vision_heads=2, vision_depth=1, initializer_range=0.15)
 
 
-def _train_small(folder, steps: int = 24) -> dict:
+def _train_small(folder, steps: int = 24, **options) -> dict:
     return train(folder, steps=steps, batch_size=8, lr=3e-3, warmup=4, train_per_type=8, val_per_type=2,
-                 sizes=SMALL_SIZES, eval_every=0, log_every=4, threads=1, log=lambda line: None)
+                 **{"sizes": SMALL_SIZES, **options}, eval_every=0, log_every=4, threads=1, log=lambda line: None)
 
 
 def test_training_reproduces_its_weights(tmp_path):
@@ -104,13 +106,38 @@ def test_a_few_training_steps_lower_the_loss(tmp_path):
     assert regime_arguments(tmp_path / "toy", "full") == {}
 
 
-def test_the_shipped_checkpoint_is_small_real_and_recorded():
-    weights = sum(path.stat().st_size for path in CHECKPOINT_DIR.glob("*.safetensors"))
+def test_a_few_planted_training_steps_lower_the_loss_and_record_the_plant(tmp_path):
+    record = _train_small(tmp_path / "known", sizes=dataclasses.replace(SMALL_SIZES, layers=planting.DEPTH),
+                          video_args=KNOWN_ANSWER_VIDEO_ARGS, planted=True)
+    losses = record["loss_curve"]
+    assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2]), losses
+    assert record["planted"] == planting.PLANTED == planted_ranges(tmp_path / "known")
+    assert set(record["validation_accuracy"]["trained_float32"]) == set(planting.checks())
+    assert regime_arguments(tmp_path / "known", "effective") == planting.PLANTED
+    assert regime_arguments(tmp_path / "known", "temporal_exit") == {"exit_layer": "9"}
+    assert video_arguments(tmp_path / "known") == KNOWN_ANSWER_VIDEO_ARGS
+
+
+@pytest.mark.parametrize("checkpoint", CHECKPOINTS, ids=lambda path: path.name)
+def test_the_shipped_checkpoints_are_small_real_and_recorded(checkpoint):
+    weights = sum(path.stat().st_size for path in checkpoint.glob("*.safetensors"))
     assert 0 < weights <= 20 * 2**20
-    config = AutoConfig.from_pretrained(CHECKPOINT_DIR)
+    config = AutoConfig.from_pretrained(checkpoint)
     assert config.model_type == "qwen2_5_vl"
     depth = config.text_config.num_hidden_layers
-    assert depth == 28 or regime_arguments(CHECKPOINT_DIR, "staged")  # else its own layer settings
-    record = json.loads((CHECKPOINT_DIR / "training.json").read_text())
+    assert depth == 28 or regime_arguments(checkpoint, "staged")  # else its own layer settings
+    record = json.loads((checkpoint / "training.json").read_text())
     assert record["command"].startswith("python -m lmms_eval_flow.toy.train")
     assert set(record["validation_accuracy"]["shipped_float32"]) == {*QUESTION_TYPES, "all"}
+    assert video_arguments(checkpoint) == record["video_args"]
+
+
+def test_the_known_answer_toy_is_deep_and_video_dominant():
+    """At least 12 layers and 4 frame groups, video at least 60% of every test prompt."""
+    config = AutoConfig.from_pretrained(KNOWN_ANSWER_DIR)
+    assert config.text_config.num_hidden_layers >= 12
+    encoder = ChatEncoder(KNOWN_ANSWER_DIR, **video_arguments(KNOWN_ANSWER_DIR))
+    for doc in generate_docs("test", 2):
+        inputs = encoder.prompt(doc)
+        video = int((inputs["input_ids"] == config.video_token_id).sum())
+        assert video / inputs["input_ids"].shape[1] >= 0.6 and inputs["video_grid_thw"][0, 0] >= 4
