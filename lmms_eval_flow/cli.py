@@ -96,7 +96,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     unknown = [r for r in regimes if r not in REGIMES]
     if unknown:
         raise ValueError(f"--regimes has {', '.join(unknown)}; valid regimes: {', '.join(REGIMES)}")
-    run_demo(Path(args.output), regimes, args.device, args.limit, *([Path(args.model)] if args.model else []))
+    run_demo(Path(args.output), regimes, args.device, args.limit, *([tuple(map(Path, args.model))] if args.model else []))
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> None:
@@ -172,6 +172,22 @@ def cmd_knockout(args: argparse.Namespace) -> None:
           f"{folder.plot_path}")
 
 
+def cmd_validate(args: argparse.Namespace) -> None:
+    from lmms_eval_flow.toy.validate import PRECISION_TARGET, RECALL_TARGET, to_text, validate
+
+    from lmms_eval_flow.toy import KNOWN_ANSWER_DIR
+
+    table = validate(args.output, args.checkpoint or KNOWN_ANSWER_DIR, args.limit, args.window, args.interval,
+                     args.threshold, args.device)
+    print(to_text(table))
+    print(f"targets per pathway: precision {PRECISION_TARGET}, recall at least {RECALL_TARGET}; "
+          f"written to {Path(args.output) / 'validation.csv'}")
+    missed = table.loc[~table["passed"], "pathway"].tolist()
+    if missed:
+        print(f"the analysis tools did not recover the planted range of {', '.join(missed)}")
+        raise SystemExit(1)
+
+
 def cmd_calibrate(args: argparse.Namespace) -> None:
     from lmms_eval_flow.analysis.calibrate import calibrate
 
@@ -225,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--regimes", default=",".join(REGIMES), help="comma-separated regimes to run")
     demo.add_argument("--device", default="cpu")
     demo.add_argument("--limit", type=int, default=None, help="docs per task (default: all)")
-    demo.add_argument("--model", default=None, help="a Qwen2.5-VL checkpoint (default: the shipped toy, lmms_eval_flow/toy/)")
+    demo.add_argument("--model", action="append", default=None,
+                      help="a Qwen2.5-VL checkpoint, may be given more than once (default: both shipped toys, "
+                           "lmms_eval_flow/toy/qwen2_5_vl_known_answer_toy and qwen2_5_vl_temporal_toy)")
     demo.set_defaults(run=cmd_demo)
 
     knockout = commands.add_parser("knockout", help="attention knockout sweep of pathways over the depth (CSV + PNG)")
@@ -237,6 +255,19 @@ def build_parser() -> argparse.ArgumentParser:
     knockout.add_argument("--layers", default=None, help="window centres to sweep, 1-based range (default: every layer)")
     knockout.add_argument("--output", default="out/knockout", help="sweep folder; an interrupted sweep resumes there")
     knockout.set_defaults(run=cmd_knockout)
+
+    validate = commands.add_parser("validate", help="knockout + calibrate on the known-answer toy, against its "
+                                                    "planted ranges (precision, recall; exit 1 on a miss)")
+    validate.add_argument("--output", default="out/validate", help="folder for the sweep and validation.csv "
+                                                                   "(an interrupted sweep resumes there)")
+    validate.add_argument("--checkpoint", default=None, help="a checkpoint with planted ranges (default: the shipped "
+                                                             "known-answer toy)")
+    validate.add_argument("--limit", type=int, default=None, help="first N docs of flow_temporal_toy (default: all)")
+    validate.add_argument("--window", type=int, default=1, help="layers blocked around each centre")
+    validate.add_argument("--interval", type=int, default=1, help="calibrate's layers per interval")
+    validate.add_argument("--threshold", type=float, default=-5.0, help="calibrate's threshold (%%)")
+    validate.add_argument("--device", default="cpu")
+    validate.set_defaults(run=cmd_validate)
 
     calibrate = commands.add_parser("calibrate", help="effective ranges from a knockout sweep, as a ranges=FILE")
     calibrate.add_argument("sweep", help="a knockout --output folder with cross_frame, video_question, question_last")

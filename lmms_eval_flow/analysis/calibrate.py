@@ -35,32 +35,46 @@ def intervals(depth: int, size: int = DEFAULT_INTERVAL) -> list[range]:
     return [range(start, min(start + size, depth)) for start in range(0, depth, size)]
 
 
+def interval_means(summary: pd.DataFrame, key: str, depth: int, size: int = DEFAULT_INTERVAL) -> dict[str, float]:
+    """Each ``size``-layer interval's mean change for the ``key`` pathway, by its 1-based name."""
+    rows = summary[summary["pathway"] == key].set_index("layer")["relative_change"]
+    missing = sorted(set(range(1, depth + 1)) - set(rows.index))
+    if missing:
+        raise ValueError(
+            f"the sweep lacks the {key} knockout at layer(s) {format_ranges(missing)}; calibration needs "
+            f"cross_frame, video_question and question_last swept over every layer: lmms-eval-flow knockout "
+            f"... --pathway {','.join(RANGE_KEYS)} --window 5"
+        )
+    return {format_layer_range(interval): float(rows.loc[[l + 1 for l in interval]].mean())
+            for interval in intervals(depth, size)}
+
+
+def kept_range(means: dict[str, float], threshold: float = DEFAULT_THRESHOLD) -> tuple[str, list[str]] | None:
+    """The range from the first to the last interval whose mean change is below ``threshold``, and
+    the intervals kept; None when no interval is."""
+    kept = [name for name, mean in means.items() if mean < threshold]
+    if not kept:
+        return None
+    return f"{kept[0].split('-')[0]}-{kept[-1].split('-')[-1]}", kept
+
+
 def derive_ranges(summary: pd.DataFrame, depth: int, threshold: float = DEFAULT_THRESHOLD,
                   size: int = DEFAULT_INTERVAL) -> tuple[dict[str, str], dict]:
     """The three ranges (1-based strings) from a knockout summary, and the evidence for each:
     every interval's mean change and the intervals left inside a range though not kept."""
     ranges, evidence = {}, {}
     for key in RANGE_KEYS:
-        rows = summary[summary["pathway"] == key].set_index("layer")["relative_change"]
-        missing = sorted(set(range(1, depth + 1)) - set(rows.index))
-        if missing:
-            raise ValueError(
-                f"the sweep lacks the {key} knockout at layer(s) {format_ranges(missing)}; calibration needs "
-                f"cross_frame, video_question and question_last swept over every layer: lmms-eval-flow knockout "
-                f"... --pathway {','.join(RANGE_KEYS)} --window 5"
-            )
-        means = {format_layer_range(interval): float(rows.loc[[l + 1 for l in interval]].mean())
-                 for interval in intervals(depth, size)}
-        kept = [name for name, mean in means.items() if mean < threshold]
-        if not kept:
+        means = interval_means(summary, key, depth, size)
+        found = kept_range(means, threshold)
+        if found is None:
             lowest = min(means, key=means.get)
             raise ValueError(
                 f"no {size}-layer interval of {key} has a mean change below {threshold}% (the lowest is "
                 f"{means[lowest]:.2f}% at layers {lowest}), so the sweep shows no effective range for it; "
                 f"sweep more docs, or set --threshold"
             )
-        first, last = int(kept[0].split("-")[0]), int(kept[-1].split("-")[-1])
-        ranges[key] = f"{first}-{last}"
+        ranges[key], kept = found
+        first, last = (int(x) for x in ranges[key].split("-"))
         evidence[key] = {"interval_means": means, "kept": kept,
                          "not_kept_inside": [name for name in means if name not in kept
                                              and first <= int(name.split("-")[0]) <= last]}
