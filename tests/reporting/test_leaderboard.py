@@ -18,28 +18,30 @@ from lmms_eval_flow.reporting.leaderboard import (PLOT_X, build_leaderboard, cat
 from lmms_eval_flow.engine.regimes import PARAMETERS
 
 RESULTS = Path(__file__).resolve().parents[2] / "results" / "flow_temporal_toy"
+PLAIN = RESULTS / "qwen2_5_vl_temporal_toy"  # one checkpoint's runs, a folder per run
 
 
 def copy_results(folder: Path, checkpoint: str) -> Path:
-    """The committed results files under ``folder/checkpoint``, as run from a checkpoint of that name."""
-    for source in results_files([RESULTS]):
+    """The plain toy's committed results files under ``folder/checkpoint``, as run from a checkpoint of
+    that name."""
+    for source in results_files([PLAIN]):
         data = json.loads(source.read_text())
         data["config"]["model_args"] = re.sub(r"pretrained=[^,]*", f"pretrained=/models/{checkpoint}",
                                               data["config"]["model_args"])
-        copy = folder / checkpoint / source.relative_to(RESULTS)
+        copy = folder / checkpoint / source.relative_to(PLAIN)
         copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_text(json.dumps(data))
     return folder / checkpoint
 
 
 def with_costs(folder: Path) -> dict[str, dict]:
-    """The committed results in ``folder``, all but the ``full`` run given measured costs, distinct
-    per run, and the ``full`` run none (as a run made before the cost metrics); returns each run's
-    costs by its results file."""
+    """The plain toy's committed results in ``folder``, all but the ``full`` run given measured costs,
+    distinct per run, and the ``full`` run none (as a run made before the cost metrics); returns each
+    run's costs by its results file."""
     costs = {}
-    for run, source in enumerate(results_files([RESULTS])):
+    for run, source in enumerate(results_files([PLAIN])):
         data = json.loads(source.read_text())
-        copy = folder / source.relative_to(RESULTS)
+        copy = folder / source.relative_to(PLAIN)
         metrics = data["results"]["flow_temporal_toy"]
         for key in [key for key in metrics if key.startswith(("prefill_seconds", "kv_cache_bytes", "attention_flops"))]:
             del metrics[key]

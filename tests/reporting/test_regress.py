@@ -24,9 +24,10 @@ def _copy_results(tmp_path: Path) -> Path:
     return Path(shutil.copytree(RESULTS, tmp_path / "current", ignore=shutil.ignore_patterns("leaderboard*")))
 
 
-def _run_of(results_dir: Path, regime: str) -> Path:
-    """The results JSON of one run of the demo (each under a folder named after it: ``staged/``)."""
-    (path,) = [path for path in results_files([results_dir]) if path.relative_to(results_dir).parts[0] == regime]
+def _run_of(results_dir: Path, regime: str, checkpoint: str = "qwen2_5_vl_temporal_toy") -> Path:
+    """The results JSON of one run of the demo (each under ``<checkpoint>/<run>/``: ``.../staged/``)."""
+    (path,) = [path for path in results_files([results_dir])
+               if path.relative_to(results_dir).parts[:2] == (checkpoint, regime)]
     return path
 
 
@@ -62,16 +63,16 @@ def _gate(capsys, *current: Path, flags=(), baseline: Path = BASELINE) -> tuple[
     return exit_info.value.code, capsys.readouterr().out
 
 
-def _status(current: Path, regime: str, **options) -> pd.Series:
+def _status(current: Path, regime: str, checkpoint: str = "qwen2_5_vl_temporal_toy", **options) -> pd.Series:
     table, _ = regress(BASELINE, [current], **options)
-    return table[table["regime"].str.split(" ").str[0] == regime].iloc[0]
+    return table[(table["regime"].str.split(" ").str[0] == regime) & (table["checkpoint"] == checkpoint)].iloc[0]
 
 
 @pytest.mark.parametrize("flags", [(), ("--exact",)])
 def test_the_committed_results_pass_their_baseline(capsys, flags):
     code, out = _gate(capsys, RESULTS, flags=flags)
     assert code == 0, out
-    assert "no regression" in out and "(6 rows)" in out
+    assert "no regression" in out and "(12 rows)" in out
 
 
 def test_the_committed_baseline_is_what_the_baseline_command_writes(tmp_path, capsys):
@@ -79,7 +80,7 @@ def test_the_committed_baseline_is_what_the_baseline_command_writes(tmp_path, ca
     main(["baseline", "--current", str(RESULTS), "--output", str(written)])
     assert written.read_text() == BASELINE.read_text()
     assert docs_path(written).read_text() == docs_path(BASELINE).read_text()
-    assert len(pd.read_csv(docs_path(written))) == 6 * 250  # every doc of every row
+    assert len(pd.read_csv(docs_path(written))) == 12 * 250  # every doc of every row: 6 runs of each checkpoint
 
 
 def test_a_regime_that_blocks_nothing_is_caught_as_a_rise_with_other_edges(tmp_path, capsys):
@@ -93,7 +94,7 @@ def test_a_regime_that_blocks_nothing_is_caught_as_a_rise_with_other_edges(tmp_p
     row = _status(current, "effective")
     assert row["status"] == "ROSE, EDGES CHANGED" and row["docs_edges_changed"] == 250
     assert row["docs_better"] > 100 and row["p_value"] < 1e-10
-    assert "1 of 6 rows fail the gate" in out and "ROSE" in out
+    assert "1 of 12 rows fail the gate" in out and "ROSE" in out
 
 
 def test_a_rise_alone_fails(tmp_path):

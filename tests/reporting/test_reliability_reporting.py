@@ -18,7 +18,7 @@ from lmms_eval_flow.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results" / "flow_temporal_toy"
 BASELINE = ROOT / "results" / "baselines" / "flow_temporal_toy.csv"
-FULL_RUN = next((RESULTS / "full").rglob("*_results.json"))
+FULL_RUN = next((RESULTS / "qwen2_5_vl_temporal_toy" / "full").rglob("*_results.json"))
 TASK = "flow_temporal_toy"
 
 
