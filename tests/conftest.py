@@ -137,3 +137,16 @@ def model(tiny_model_dir):
 @pytest.fixture(scope="module")
 def inputs(processor):
     return make_inputs(processor, [QUESTION])
+
+
+# The longest test files, run first: under ``-n auto --dist loadfile`` a worker takes whole files in
+# collection order, and one of these collected last would run alone after the others finish.
+LONGEST_FILES = ("tests/toy/test_demo.py", "tests/toy/test_validate.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        path = Path(str(item.fspath)).relative_to(Path(__file__).resolve().parents[1]).as_posix()
+        return LONGEST_FILES.index(path) if path in LONGEST_FILES else len(LONGEST_FILES)
+
+    items.sort(key=rank)  # stable: the rest keep their order
