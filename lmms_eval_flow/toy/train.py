@@ -246,10 +246,12 @@ def warm_start(model, source: str | Path, log) -> None:
 
 def train(output: str | Path, *, steps: int, batch_size: int = 32, lr: float = 1e-3, warmup: int = 50,
           train_per_type: int = 2000, val_per_type: int = 40, seed: int = 0, sizes: TinySizes = TOY_SIZES,
-          video_args: dict = VIDEO_ARGS, planted: bool = False, init_from: str | Path | None = None, eval_every: int = 250, log_every: int = 25,
-          threads: int | None = None, cache: str | Path | None = None, command: str | None = None, log=print) -> dict:
+          video_args: dict = VIDEO_ARGS, planted: bool = False, init_from: str | Path | None = None,
+          eval_every: int = 250, log_every: int = 25, threads: int | None = None, cache: str | Path | None = None, command: str | None = None, log=print) -> dict:
     """Train a toy from scratch into ``output`` and return its ``training.json`` record; ``planted``:
     the known-answer toy, each row under a mask drawn by ``toy.planting``."""
+    if planted and sizes.layers != planting.DEPTH:
+        raise ValueError(f"the plant is stated for {planting.DEPTH} layers; --layers is {sizes.layers}")
     started = time.monotonic()
     output = Path(output)
     if threads:
@@ -269,17 +271,16 @@ def train(output: str | Path, *, steps: int, batch_size: int = 32, lr: float = 1
     cache = Path(cache) if cache else None
     train_set = encode_split(encoder, "train", train_per_type, seed, cache, log)
     val_set = encode_split(encoder, "val", val_per_type, seed, cache, log)
-    if planted and sizes.layers != planting.DEPTH:
-        raise ValueError(f"the plant is stated for {planting.DEPTH} layers; --layers is {sizes.layers}")
     # The known-answer toy trains under the engine's own masks, one regime per row.
     session = apply_regime(model, encoder.processor.tokenizer, planting.EFFECTIVE, backend="dense") if planted else None
     conditions = random.Random(f"{seed}:conditions")
 
     def report(label: str) -> dict:
         if session is None:
-            return {"full": accuracy(model, val_set, pad_id)}
-        measured = {name: accuracy(model, val_set, pad_id, session=session, regime=regime)
-                    for name, regime in planting.checks().items()}
+            measured = {"full": accuracy(model, val_set, pad_id)}
+        else:
+            measured = {name: accuracy(model, val_set, pad_id, session=session, regime=regime)
+                        for name, regime in planting.checks().items()}
         log(f"{label} validation accuracy: " + "; ".join(f"{name} {_rounded(value)}" for name, value in measured.items()))
         return measured
 
