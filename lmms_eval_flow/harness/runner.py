@@ -55,7 +55,8 @@ def run_lmms_eval(model: str, model_args: str, tasks: str, include_path: Path, o
 
 def run_lmms_eval_many(runs: list[dict], config_path: Path,
                        quiet: bool = True) -> list[tuple[dict, dict[str, list[dict]]]]:
-    """Several lmms-eval runs in one process (its ``--config`` YAML list), paying its start-up once.
+    """Several lmms-eval runs in one process (its ``--config`` YAML list), paying its start-up and
+    its task index once (``many_runs``).
 
     Each run is a dict of lmms-eval arguments (``model``, ``model_args``, ``tasks``,
     ``include_path``, ``output_path``, and e.g. ``limit``, ``gen_kwargs``); returns what
@@ -65,7 +66,8 @@ def run_lmms_eval_many(runs: list[dict], config_path: Path,
     runs = [{"log_samples": True, "batch_size": 1, **run, "include_path": str(run["include_path"]),
              "output_path": str(run["output_path"])} for run in runs]
     Path(config_path).write_text(json.dumps(runs))  # JSON is YAML
-    run = subprocess.run([sys.executable, "-m", "lmms_eval", "--config", str(config_path)], capture_output=quiet,
+    run = subprocess.run([sys.executable, "-m", "lmms_eval_flow.harness.many_runs", "--config", str(config_path)],
+                         capture_output=quiet,
                          text=True)
     log = f"\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}" if quiet else " (its output is above)"
     return [read_results(Path(r["output_path"]), r["tasks"], run.returncode, log) for r in runs]

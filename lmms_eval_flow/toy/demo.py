@@ -39,7 +39,7 @@ def run_demo(output: Path, regimes: tuple[str, ...] = REGIMES, device: str = "cp
              model_dirs: tuple[Path, ...] = CHECKPOINTS) -> pd.DataFrame:
     """Evaluate each of ``model_dirs`` on ``flow_temporal_toy`` under each run of ``regimes``
     (into ``output/<checkpoint>/<run>``), in one lmms-eval process (``--config``, so its start-up
-    is paid once); write and return the leaderboard.
+    and its task index are paid once); write and return the leaderboard.
 
     The models run in float32 (``dtype=float32``): on a CPU without bfloat16 arithmetic that is
     several times faster than lmms-eval's bfloat16, and the toys were trained in float32.

@@ -20,6 +20,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
 
 from lmms_eval_flow.harness.ledger import asked_by_response_cache, scoring_task
 from lmms_eval_flow.harness.lmms_eval_compat import loading_as_one_process, loading_with_lm_head
+from lmms_eval_flow.harness.many_runs import index_once
 from lmms_eval_flow.scoring import judge
 
 PROBE_TASKS = ("contract_probe_a", "contract_probe_b")
@@ -144,6 +145,29 @@ def test_qwen2_5_vl_loads_where_its_accelerator_says_and_only_single_processes_w
     assert lmms_eval_qwen2_5_vl.Accelerator is real
     assert loaded.model.device.type == "cpu" and (loaded.rank, loaded.world_size) == (0, 1)
     assert loaded.accelerator.num_processes == 1 and loaded.accelerator.process_index == real().process_index
+
+
+def test_a_task_manager_builds_its_index_through_initialize_tasks_and_a_kept_index_is_a_copy(probe_tasks,
+                                                                                            monkeypatch):
+    """Guards ``many_runs``: ``TaskManager`` builds its task index by calling ``initialize_tasks``
+    with ``include_path`` and ``include_defaults`` (else the kept index is never used, or the call
+    fails); under ``index_once`` a second manager of the same folder parses nothing, holds the index
+    a fresh one builds, and changing one manager's index leaves the other's as it was."""
+    folder = probe_tasks.include_path
+    built = []
+    initialize_tasks = TaskManager.initialize_tasks
+
+    def counted(manager, include_path=None, include_defaults=True):
+        built.append((include_path, include_defaults))
+        return initialize_tasks(manager, include_path=include_path, include_defaults=include_defaults)
+
+    monkeypatch.setattr(TaskManager, "initialize_tasks", index_once(counted))
+    first, second = (TaskManager("WARNING", include_path=folder, include_defaults=False) for _ in range(2))
+    assert built == [(folder, False)]
+    assert first._task_index == second._task_index == probe_tasks._task_index
+    assert set(PROBE_TASKS) <= set(second.all_tasks)
+    second._task_index[PROBE_TASKS[0]]["yaml_path"] = "elsewhere.yaml"
+    assert first._task_index[PROBE_TASKS[0]]["yaml_path"] == probe_tasks._task_index[PROBE_TASKS[0]]["yaml_path"]
 
 
 def test_the_evaluator_generates_through_response_cache_execute(probe_tasks, tmp_path):
