@@ -35,6 +35,16 @@ def forget_loaded_flow_models(monkeypatch):
         monkeypatch.setattr(reply.loaded_flow_model, name, value)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def forget_flow_models_loaded_by_module_fixtures():
+    """The same for a module's fixtures (test_clip_bounds' models, say): set up before the first
+    test's own snapshot, so the mark is restored when the module is done, not after each test."""
+    saved = dict(vars(reply.loaded_flow_model))
+    yield
+    vars(reply.loaded_flow_model).clear()
+    vars(reply.loaded_flow_model).update(saved)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     from lmms_eval_flow.tiny import make_tiny_model
@@ -139,8 +149,9 @@ def inputs(processor):
     return make_inputs(processor, [QUESTION])
 
 
-# The longest test files, run first: under ``-n auto --dist loadfile`` a worker takes whole files in
-# collection order, and one of these collected last would run alone after the others finish.
+# The longest test files, run first: under ``-n auto --dist loadfile --no-loadscope-reorder`` a worker
+# takes whole files in collection order, and one of these collected last would run alone after the
+# others finish (xdist's default reorder puts the files with the most tests first: these have one or few).
 LONGEST_FILES = ("tests/toy/test_demo.py", "tests/toy/test_validate.py")
 
 

@@ -4,8 +4,9 @@ the real CLI with its edge and cost metrics in the results JSON and the logged s
 import pytest
 import transformers
 from transformers import AutoConfig
-from conftest import SMALL_VIDEO_ARGS, run_lmms_eval
+from conftest import SMALL_VIDEO_ARGS, TASKS_DIR, run_lmms_eval
 
+from lmms_eval_flow.harness.runner import run_lmms_eval_many
 from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import Qwen2_5_VLFlow
 from lmms_eval_flow.engine.regimes import REGIMES
 
@@ -49,11 +50,13 @@ def replies(samples):
 
 @pytest.fixture(scope="module")
 def regime_runs(tiny_model_dir, tmp_path_factory):
-    runs = {}
-    for regime in ["effective", "random", "staged", "temporal_exit"]:
-        out = tmp_path_factory.mktemp(regime)
-        runs[regime] = run_lmms_eval(out, "qwen2_5_vl_flow", f"pretrained={tiny_model_dir},regime={regime},{SMALL_VIDEO_ARGS}", "flow_synthetic", *LIMIT)
-    return runs
+    """The four sparse regimes through the lmms-eval CLI, in one lmms-eval process."""
+    out = tmp_path_factory.mktemp("regime_runs")
+    regimes = ["effective", "random", "staged", "temporal_exit"]
+    runs = [{"model": "qwen2_5_vl_flow", "model_args": f"pretrained={tiny_model_dir},regime={regime},{SMALL_VIDEO_ARGS}",
+             "tasks": "flow_synthetic", "include_path": TASKS_DIR, "output_path": out / regime, "limit": 6,
+             "gen_kwargs": "max_new_tokens=6"} for regime in regimes]
+    return dict(zip(regimes, run_lmms_eval_many(runs, out / "runs.yaml")))
 
 
 @pytest.mark.parametrize("regime", ["effective", "random", "staged", "temporal_exit"])
