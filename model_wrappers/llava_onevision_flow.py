@@ -29,10 +29,12 @@ class LlavaOnevisionFlow(FlowModel, LlavaHf):
     model_name = "llava_onevision_flow"  # its --model name: model_wrappers registers it from this line
     checkpoint_type = "llava_onevision"
     upstream_arguments = lmms_eval_arguments(LlavaHfSimple.__init__)
+    processor_attribute = "_image_processor"
+    frames_attribute = "max_frames_num"
 
     def load_model(self, pretrained: str, **kwargs) -> None:
         super().load_model(pretrained, **kwargs)
-        self._image_processor = LmmsEvalProcessor(self._image_processor)
+        self._image_processor = LmmsEvalProcessor(self._image_processor, max_frames=self.max_frames_num)
 
     def regime_session(self, backend: str) -> RegimeSession:
         return apply_regime(self.model, self.tokenizer, self.regime, backend, instructions=self.instructions)

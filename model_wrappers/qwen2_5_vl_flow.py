@@ -2,13 +2,15 @@
 
 Loading, prompting and generation are lmms-eval's own (``lmms_eval.models.chat.qwen2_5_vl``);
 this wrapper only parses the regime arguments, applies the regime to the loaded model, finds
-the token groups in Qwen2.5-VL's input, and attaches each reply's attention edges.
+the token groups in Qwen2.5-VL's input, and attaches each reply's attention edges. A video cut to
+a window is sampled at most at the frames the window holds (``sampling_inside_windows``).
 """
 
 from __future__ import annotations
 
 import torch
 from accelerate import Accelerator, DistributedType
+from lmms_eval.models.chat import qwen2_5_vl as lmms_eval_chat_qwen2_5_vl
 from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
 from lmms_eval.models.simple import qwen2_5_vl as lmms_eval_qwen2_5_vl
 from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as Qwen2_5_VLSimple
@@ -19,7 +21,7 @@ from lmms_eval_flow.engine.precision import cast_parameters
 from lmms_eval_flow.engine.regimes import Regime
 from lmms_eval_flow.engine.session import RegimeSession
 from lmms_eval_flow.harness.flow_model import FlowModel, lmms_eval_arguments
-from lmms_eval_flow.harness.lmms_eval_compat import loading_as_one_process, take_shard
+from lmms_eval_flow.harness.lmms_eval_compat import loading_as_one_process, sampling_inside_windows, take_shard
 
 
 class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL):
@@ -69,3 +71,6 @@ class Qwen2_5_VLFlow(FlowModel, Qwen2_5_VL):
 
     def regime_session(self, backend: str) -> RegimeSession:
         return apply_regime(self.model, self.processor.tokenizer, self.regime, backend, instructions=self.instructions)
+
+    def generating(self):
+        return sampling_inside_windows(lmms_eval_chat_qwen2_5_vl)

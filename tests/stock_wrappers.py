@@ -21,7 +21,7 @@ class StockLlavaHf(LlavaHf):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._image_processor = LmmsEvalProcessor(self._image_processor)
+        self._image_processor = LmmsEvalProcessor(self._image_processor, max_frames=self.max_frames_num)
 
 
 class StockHuggingface(Huggingface):
@@ -30,7 +30,7 @@ class StockHuggingface(Huggingface):
     def __init__(self, **kwargs):
         with loading_with_lm_head():
             super().__init__(**kwargs)
-        self.processor = LmmsEvalProcessor(self.processor)
+        self.processor = LmmsEvalProcessor(self.processor, max_frames=self.max_num_frames)
 
 
 class StockQwen2_5_VLFloat32(Qwen2_5_VL):

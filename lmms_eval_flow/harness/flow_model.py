@@ -17,6 +17,8 @@ ledger (``ledger.py``) before the next runs.
 A task's instruction ("Only give the best option.") is drawn as template, not question: its
 ``doc_to_messages`` names it on the text (``task_utils.video_messages``), and each prompt built
 adds the instructions it names to ``self.instructions``, which the layout reads at each prefill.
+A task's answer primer ("Best option:(") is sent as the start of the assistant's turn
+(``harness.primer``): lmms-eval's own wrappers cannot continue a turn, a flow model's processor can.
 
 A bad video is refused when lmms-eval builds its prompt (``sample_checks``), not in a pass
 before generation: that would build every prompt twice, and out of the order in which callers
@@ -41,6 +43,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -57,6 +60,7 @@ from lmms_eval_flow.engine.plan import SamplePlan
 from lmms_eval_flow.engine import families
 from lmms_eval_flow.engine.regimes import PARAMETERS, Regime, build_regime
 from lmms_eval_flow.harness.ledger import LedgerError
+from lmms_eval_flow.harness.primer import ContinuingProcessor, primer_in, with_primer
 from lmms_eval_flow.harness.reply import FlowReply, PrefillCost, note_flow_model_loaded
 from lmms_eval_flow.harness.results_files import install_results_check
 from lmms_eval_flow.harness.run_errors import REPEATED_ERRORS, ConfigurationError, RepeatedGenerationError, RunStopped, fix_for
@@ -219,10 +223,12 @@ class FlowModel:
     checkpoint_type: ClassVar[str]  # config.model_type of the checkpoints it loads
     upstream_arguments: ClassVar[tuple[str, ...]]  # lmms-eval's own model arguments (lmms_eval_arguments)
     own_arguments: ClassVar[tuple[str, ...]] = ()  # the family's further named arguments, for messages
+    processor_attribute: ClassVar[str] = "processor"  # where lmms-eval's wrapper keeps the processor it templates with
+    frames_attribute: ClassVar[str] = "max_num_frames"  # lmms-eval's frame argument of the wrapper: the most frames a video gives
 
     regime: Regime
     session: RegimeSession
-    instructions: set[str]  # the tasks' instruction texts met so far, which the layout draws as template
+    instructions: set[str]  # the tasks' instruction and primer texts met so far, which the layout draws as template
     run_options: RunOptions = RunOptions()
     ledger: EdgeLedger | None = None  # set when lmms-eval builds the model (create_from_arg_string)
 
@@ -233,6 +239,7 @@ class FlowModel:
         self.check_regime(config, flow.regime)
         self.regime, self.instructions = flow.regime, set()
         self.load_model(pretrained, **kwargs)
+        setattr(self, self.processor_attribute, ContinuingProcessor(getattr(self, self.processor_attribute)))
         self.start_regime(self.regime_session(flow.backend))
 
     def check_regime(self, config, regime: Regime) -> None:
@@ -278,6 +285,7 @@ class FlowModel:
         self.session = session
         self._attempt: _Attempt | None = None
         self._same_errors: list[str] = []  # the samples that failed generation in a row with one error
+        self._frame_counts_told: set[tuple[str, int]] = set()  # (task, stated frames) already warned about
         self._last_error: str | None = None
         self.cache_hook = _AnswerHook(self)
         decoder = self.model.get_decoder()
@@ -335,13 +343,19 @@ class FlowModel:
                         f"answered before the run was interrupted; they are not run again")
 
     # -- one call into lmms-eval's generation -----------------------------------------------
+    def generating(self) -> AbstractContextManager:
+        """What holds while lmms-eval's wrapper generates (a family's reach-in, e.g. the Qwen
+        wrappers' ``sampling_inside_windows``); nothing by default."""
+        return nullcontext()
+
     def _run(self, indices: list[int]) -> None:
         """Generate the replies of ``indices`` through lmms-eval; a sample that fails is pinned
         down and recorded, and the others of the call are left for the next one."""
         attempt = self._attempt = _Attempt()
         self.session.take_records()
         try:
-            results = super().generate_until([self._tracked(self._requests[i], i) for i in indices])
+            with self.generating():
+                results = super().generate_until([self._tracked(self._requests[i], i) for i in indices])
         except Exception as error:  # a RunStopped is no Exception: it ends the run
             self._after_error(indices, attempt, error)
             return
@@ -389,18 +403,31 @@ class FlowModel:
             try:
                 if problem_of(doc):  # its prompt would be the problem as text: never run it
                     raise DocProblem(problem_of(doc))
-                built = doc_to_messages(doc, **kwargs)
+                built = with_primer(doc_to_messages(doc, **kwargs))
             except Exception as error:  # e.g. a benchmark's video lookup naming the paths it tried
                 reason = f"its prompt could not be built ({describe(error)})"
             else:
                 self._videos[index], reason = check_sample(built, self.run_options.min_frames)
-                self.instructions.update(instructions_in(built))
+                self.instructions.update(instructions_in(built) | {primer_in(built)} - {""})
+                self._check_stated_frames(task, built)
             if reason:
                 attempt.failures[index] = reason
                 raise SampleFailure(reason, index)
             return built
 
         return replace(request, arguments=(context, messages, gen_kwargs, doc_id, task, split))
+
+    def _check_stated_frames(self, task: str, messages: list[dict]) -> None:
+        """Warn, once per task, when a prompt tells the model it is shown a frame count (TOMATO's
+        "16 separate frames") other than the most this model samples (its lmms-eval frame argument)."""
+        limit = getattr(self, self.frames_attribute, None)
+        for stated in {c["stated_frames"] for m in messages for c in m.get("content", [])
+                       if isinstance(c, dict) and "stated_frames" in c}:
+            if limit is not None and stated != limit and (task, stated) not in self._frame_counts_told:
+                self._frame_counts_told.add((task, stated))
+                logger.warning(f"{task}'s prompt tells the model it is shown {stated} frames, but {self.model_name} "
+                               f"samples up to {limit} ({self.frames_attribute}={limit}): pass "
+                               f"{self.frames_attribute}={stated} to run the benchmark's protocol")
 
     def videos_being_built(self) -> list:
         """The videos of the batch lmms-eval is preparing: the prompts built since the last

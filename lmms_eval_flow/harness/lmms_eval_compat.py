@@ -15,14 +15,23 @@ trip over transformers 5.23 in three places:
 - Both pass ``images=[]`` for a doc without images (LLaVA-OneVision's image processor reads
   ``images[0]``), and ``huggingface`` passes ``audios=[]`` (renamed ``audio``: an error now).
 
+Qwen clip windows: lmms-eval's Qwen wrappers ask qwen-vl-utils for one frame count per batch,
+capped by the whole file, which qwen-vl-utils refuses for a window holding fewer frames;
+``sampling_inside_windows`` caps each video's count at its window's while a Qwen flow wrapper
+generates (the reach-in: the wrapper module's name ``process_vision_info``).
+
 One more reach-in serves multi-process CPU runs (accelerate's MULTI_CPU, as in CI): lmms-eval's
 Qwen2.5-VL wrapper sends every process of a run with several to ``cuda:<rank>``, so it cannot
 start there. ``loading_as_one_process`` lets that wrapper's own single-process loading run in each
 CPU process, which then takes its shard of the docs from accelerate (``take_shard``).
 
 ``LmmsEvalProcessor`` wraps the loaded processor so those calls work: video paths are decoded
-with transformers' own ``load_video`` on PyAV (every frame, with the file's metadata, as the
-processor's own decoding would give), and empty media lists are left out. Every other attribute
+with transformers' own ``load_video`` on PyAV, with the file's metadata, and empty media lists are
+left out. A video gives at most the wrapper's own frame argument's count of frames (``llava_hf``'s
+``max_frames_num``, ``huggingface``'s ``max_num_frames``, 32 by default), spread evenly over the
+clip as lmms-eval's Qwen wrappers and its simple ``llava_hf`` sample: lmms-eval's chat wrappers
+take that argument but hand the processor the whole file, whose every frame (thousands in a real
+benchmark video) would be the prompt. Every other attribute
 is the processor's own, so the wrapper's prompting is untouched. ``HuggingfaceChatFlow`` is the
 flow model on ``huggingface`` with those fixes, for the families lmms-eval has no wrapper for.
 
@@ -40,13 +49,17 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import ModuleType
 
+import numpy as np
+from accelerate import Accelerator
 from lmms_eval.models.chat import huggingface
 from qwen_vl_utils.vision_process import calculate_video_frame_range
 from transformers import AutoModelForImageTextToText
 from transformers.video_utils import VideoMetadata, load_video
 
 from lmms_eval_flow.harness.flow_model import FlowModel, lmms_eval_arguments
+from lmms_eval_flow.harness.sample_checks import frame_count, frames_to_sample
 
 
 @contextmanager
@@ -87,28 +100,38 @@ def clips_in(conversation) -> list[Clip]:
     return clips
 
 
-def load_clip(video: str, start: float | None = None, end: float | None = None) -> tuple:
+def load_clip(video: str, start: float | None = None, end: float | None = None,
+              max_frames: int | None = None) -> tuple:
     """The frames and metadata of a video file, decoded with transformers' ``load_video`` on PyAV:
     every frame, or with a window every frame inside it, the frames qwen-vl-utils'
     ``calculate_video_frame_range`` gives (from ``ceil(start x fps)`` to ``floor(end x fps)``,
-    clamped to the file; a window with no frame in it raises its ``ValueError``).
+    clamped to the file; a window with no frame in it raises its ``ValueError``). With
+    ``max_frames``, a clip holding more frames gives that many, spread evenly from its first to its
+    last (qwen-vl-utils' ``linspace`` rounded), as lmms-eval's Qwen wrappers and its simple
+    ``llava_hf`` sample.
 
-    A clip's metadata is the clip's, as qwen-vl-utils describes one: ``total_num_frames`` and
-    ``duration`` are those of the frames kept (so a processor that samples frames itself,
+    A clip's metadata is the clip's, as qwen-vl-utils describes one: ``total_num_frames`` is the
+    frames kept and ``duration`` the clip's seconds (so a processor that samples frames itself,
     ``do_sample_frames``, samples inside the window), ``frames_indices`` their places in the
     file, so ``timestamps`` (VideoLLaMA3's ``Time 1.5s:``) are times in the video."""
-    if start is None and end is None:
+    if start is None and end is None and max_frames is None:
         return load_video(video, backend="pyav")
+    span = {}
 
-    def inside_window(metadata: VideoMetadata, **kwargs) -> range:
-        first, last, _ = calculate_video_frame_range({"video_start": start, "video_end": end},
-                                                     metadata.total_num_frames, metadata.fps)
-        return range(first, last + 1)
+    def inside_window(metadata: VideoMetadata, **kwargs):
+        first, last = 0, metadata.total_num_frames - 1
+        if start is not None or end is not None:
+            first, last, _ = calculate_video_frame_range({"video_start": start, "video_end": end},
+                                                         metadata.total_num_frames, metadata.fps)
+        span["seconds"] = (last - first + 1) / metadata.fps
+        if max_frames is None or last - first + 1 <= max_frames:
+            return range(first, last + 1)
+        return np.linspace(first, last, max_frames).round().astype(int)
 
     frames, metadata = load_video(video, backend="pyav", sample_indices_fn=inside_window)
-    metadata.frames_indices = list(metadata.frames_indices)
+    metadata.frames_indices = [int(i) for i in metadata.frames_indices]
     metadata.total_num_frames = len(frames)
-    metadata.duration = len(frames) / metadata.fps
+    metadata.duration = span["seconds"]
     return frames, metadata
 
 
@@ -139,6 +162,39 @@ def loading_as_one_process(module: ModuleType):
         module.Accelerator = accelerator
 
 
+@contextmanager
+def sampling_inside_windows(module: ModuleType):
+    """While a Qwen chat wrapper defined in ``module`` generates: the name it samples frames through,
+    ``module.process_vision_info`` (qwen-vl-utils'), caps each video's ``nframes`` at what its window
+    holds (``frames_to_sample`` of the frames inside ``video_start``..``video_end``). lmms-eval sets
+    one ``nframes`` for a batch, from ``max_num_frames`` and the whole file's frames, and qwen-vl-utils
+    refuses a count above the window's: without the cap a TVBench window shorter than
+    ``max_num_frames`` frames (2 s at 8 fps under the default 32) fails. Restored after, however it
+    ends; tests/harness/test_lmms_eval_contract.py fails if lmms-eval stops sampling through that name."""
+    sample = module.process_vision_info
+
+    def capped(item):
+        if not isinstance(item, dict) or item.get("type") != "video" or "nframes" not in item:
+            return item
+        window = (item.get("video_start"), item.get("video_end"))
+        return {**item, "nframes": frames_to_sample(item["nframes"], frame_count(item["video"], window))}
+
+    def sampling(conversations, *args, **kwargs):
+        def message(m):
+            return {**m, "content": [capped(c) for c in m["content"]]} if isinstance(m.get("content"), list) else m
+
+        nested = conversations and isinstance(conversations[0], list)
+        capped_conversations = [[message(m) for m in c] for c in conversations] if nested \
+            else [message(m) for m in conversations]
+        return sample(capped_conversations, *args, **kwargs)
+
+    module.process_vision_info = sampling
+    try:
+        yield
+    finally:
+        module.process_vision_info = sample
+
+
 def take_shard(model, accelerator: Accelerator) -> None:
     """After ``loading_as_one_process``: the wrapper is one of ``accelerator``'s processes, and
     answers that process's share of the docs (lmms-eval shards them by ``rank`` and ``world_size``)."""
@@ -148,10 +204,12 @@ def take_shard(model, accelerator: Accelerator) -> None:
 
 class LmmsEvalProcessor:
     """The loaded processor, called as lmms-eval's ``llava_hf`` and ``huggingface`` chat wrappers
-    call it (the module's docstring says what changes); every other attribute is the processor's."""
+    call it (the module's docstring says what changes); every other attribute is the processor's.
+    ``max_frames``: the most frames a video gives (the wrapper's own frame argument); None, every one."""
 
-    def __init__(self, processor):
+    def __init__(self, processor, max_frames: int | None = None):
         self.processor = processor
+        self.max_frames = max_frames
         self.templated: list[Clip] = []  # the videos of the prompts templated since the last call
 
     def __getattr__(self, name):
@@ -169,7 +227,8 @@ class LmmsEvalProcessor:
         templated, self.templated = self.templated, []
         if videos:
             clips = self.clips_of(videos, templated)
-            decoded = [load_clip(clip.video, clip.start, clip.end) if isinstance(clip.video, str) else (clip.video, None)
+            decoded = [load_clip(clip.video, clip.start, clip.end, self.max_frames) if isinstance(clip.video, str)
+                       else (clip.video, None)
                        for clip in clips]
             videos = [frames for frames, _ in decoded]
             if all(metadata is not None for _, metadata in decoded):
@@ -205,4 +264,4 @@ class HuggingfaceChatFlow(FlowModel, huggingface.Huggingface):
                              "huggingface chat path builds every prompt of a batch from its first request")
         with loading_with_lm_head():
             super().load_model(pretrained, **kwargs)
-        self.processor = LmmsEvalProcessor(self.processor)
+        self.processor = LmmsEvalProcessor(self.processor, max_frames=self.max_num_frames)

@@ -71,6 +71,13 @@ def strip_reasoning(reply: str) -> str:
     return _OPENED_BEFORE_REPLY.sub(" ", text)
 
 
+def first_line(reply: str) -> str:
+    """The first line of the reply's answer (after its reasoning blocks, white space stripped), all
+    that TVBench's evaluation reads of a reply ("remove potential explanation": infer.ipynb of
+    daniel-cores/tvbench, as MVBench's); a reply that opens with an explanation picks nothing."""
+    return strip_reasoning(reply).strip().split("\n")[0]
+
+
 def cut_off_in_reasoning(reply: str) -> bool:
     """Whether the reply ends inside a reasoning block it opened and never closed: the token budget
     ran out before the answer, which a score of wrong alone would hide."""

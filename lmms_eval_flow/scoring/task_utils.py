@@ -367,21 +367,26 @@ def options_block(options: dict[str, str], option_format: str = "{key}. {text}")
 
 
 def video_messages(video: str, text: str, start: float | None = None, end: float | None = None,
-                   instructions: tuple[str, ...] = ()) -> list[dict]:
+                   instructions: tuple[str, ...] = (), primer: str = "", stated_frames: int | None = None) -> list[dict]:
     """One user turn for chat models: the video first, then the text.
 
     ``start``/``end`` (seconds) cut the clip to that window: lmms-eval's chat protocol passes
     them to the video reader (``video_start``/``video_end`` in qwen-vl-utils). ``instructions``
     (the template parts of the text, ``video_task.Prompt.instructions``) ride on the text as
     ``instructions``, which lmms-eval's chat protocol leaves out of the prompt; a flow model hands
-    them to the token layout, which draws them as template.
+    them to the token layout, which draws them as template. ``primer`` (the start of the answer,
+    ``video_task.Prompt.primer``) rides there too; a flow model sends it as the start of the
+    assistant's turn (``harness.primer``). ``stated_frames``, the frame count the text tells the
+    model it is shown, rides there too; a flow model sampling another count says so.
     """
     content = {"type": "video", "url": video}
     if start is not None:
         content["start_time"] = float(start)
     if end is not None:
         content["end_time"] = float(end)
-    text_content = {"type": "text", "text": text, **({"instructions": list(instructions)} if instructions else {})}
+    text_content = {"type": "text", "text": text, **({"instructions": list(instructions)} if instructions else {}),
+                    **({"primer": primer} if primer else {}),
+                    **({"stated_frames": stated_frames} if stated_frames is not None else {})}
     return [{"role": "user", "content": [content, text_content]}]
 
 

@@ -26,13 +26,10 @@ options are laid out (``question_format``, ``option_format``): that is how a pro
 (``flow_<task>_mvbench_style``) differs from the default, and how a model-specific entry overrides
 them the usual lmms-eval way.
 
-The primer is declared, not sent: lmms-eval 0.7.3's chat wrappers render a conversation with
-``apply_chat_template(..., add_generation_prompt=True)``, which closes a final assistant message and
-opens a new assistant turn after it (on Qwen2.5-VL the primer ends up between
-``<|im_start|>assistant`` and ``<|im_end|>``, then a fresh ``<|im_start|>assistant``), so a primer in
-``doc_to_messages`` would not start the answer. Until a wrapper continues the final message,
-``doc_to_messages`` is the user turn alone, and replies are read whether or not they follow a primer
-("A) ..." as well as "(A) ..." and "A").
+The primer rides on the prompt's text (``video_messages(..., primer=)``), which lmms-eval's chat
+protocol leaves out: lmms-eval's own wrappers get the user turn alone, and a flow model sends the
+primer as the start of the assistant's turn (``harness.primer``). Replies are read either way
+("A) ..." after a primer, as well as "(A) ..." and "A").
 
 A doc found invalid when the task loaded (``sample_checks.problem_of``) never becomes a video
 question: its text is "(invalid doc: <problem>)", it has no visuals and its chat turn is that text
@@ -48,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lmms_eval_flow.harness.sample_checks import DocProblem, problem_of
-from lmms_eval_flow.scoring.answers import parse_choice
+from lmms_eval_flow.scoring.answers import first_line, parse_choice
 from lmms_eval_flow.scoring.task_utils import (
     Benchmark,
     inside_data,
@@ -67,12 +64,13 @@ from lmms_eval_flow.scoring.task_utils import (
 class Prompt:
     """A doc's prompt, in the parts a token layout tells apart: ``preamble + question + instruction``
     is the text the user turn carries after the video; ``primer`` is the start of the answer the
-    benchmark's code puts in the assistant turn (declared, not yet sent: see the module docstring)."""
+    benchmark's code puts in the assistant turn (sent by flow models: see the module docstring)."""
 
     preamble: str  # template before the question: the benchmark's opening instructions, lmms-eval's pre_prompt
     question: str  # the question and its options as shown: what Map the Flow counts as the question
     instruction: str  # template after the question: the task's instruction, lmms-eval's post_prompt
     primer: str = ""  # the answer's start in the assistant turn ("Best option:("), or none
+    frames: int | None = None  # the frame count the prompt tells the model it is shown (TOMATO's "16 separate frames")
 
     @property
     def text(self) -> str:
@@ -87,10 +85,10 @@ class Prompt:
 
 def template_prompt(kwargs: dict | None, question: str, default_instruction: str = "") -> Prompt:
     """``question`` between lmms-eval's ``pre_prompt`` and ``post_prompt``, with the ``answer_primer``
-    the kwargs declare (model-specific entries override them)."""
+    and the ``stated_frames`` the kwargs declare (model-specific entries override them)."""
     kwargs = kwargs or {}
     return Prompt(kwargs.get("pre_prompt", ""), question, kwargs.get("post_prompt", default_instruction),
-                  kwargs.get("answer_primer", ""))
+                  kwargs.get("answer_primer", ""), kwargs.get("stated_frames"))
 
 
 @dataclass(frozen=True)
@@ -208,7 +206,8 @@ class VideoTask(ABC):
         if problem_of(doc):
             return text_messages(self.doc_to_text(doc))
         prompt = self.doc_to_prompt(doc, lmms_eval_specific_kwargs)
-        return video_messages(self.doc_to_visual(doc)[0], prompt.text, *self.clip(doc), instructions=prompt.instructions)
+        return video_messages(self.doc_to_visual(doc)[0], prompt.text, *self.clip(doc), instructions=prompt.instructions,
+                              primer=prompt.primer, stated_frames=prompt.frames)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True, repr=False)
@@ -229,6 +228,7 @@ class MultipleChoiceTask(VideoTask):
     question_format: str = "{question}\n{options}"  # the question part: the doc's question and its shown options
     option_format: str = "{key}. {text}"  # each option's line
     show_options: Callable[[dict[str, str]], str] | None = None  # all options shown at once, instead of lines
+    first_line_only: bool = False  # the benchmark's evaluation reads the reply's first line alone (``first_line``)
 
     def check_content(self, doc: dict) -> None:
         self.answer_index(doc, self.options(doc))
@@ -265,5 +265,6 @@ class MultipleChoiceTask(VideoTask):
         reply = results[0]
         if problem_of(doc):
             return score(False, reply, categories=self.category_names, doc=doc)
-        correct = parse_choice(reply, self.lettered_options(doc)) == self.target(doc)
+        read = first_line(reply) if self.first_line_only else reply
+        correct = parse_choice(read, self.lettered_options(doc)) == self.target(doc)
         return score(correct, reply, self.categories_of(doc), self.category_names, doc=doc)

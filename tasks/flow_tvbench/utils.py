@@ -13,7 +13,9 @@ The prompt is TVBench's own evaluation's (``infer.ipynb`` and ``vqa_dataset.py``
 daniel-cores/tvbench, MVBench's format): VideoChat2's system text before the question (the YAML's pre
 prompt), the question as "Question: ...\nOptions:\n(A) ...\n(B) ..." (``qa_template``), then
 "\nOnly give the best option." (the post prompt), with the answer primed by "Best option:(" (declared
-as ``answer_primer``; see ``scoring.video_task`` for why it is not sent yet) and 100 new tokens.
+as ``answer_primer``, which flow models send: ``harness.primer``) and 100 new tokens.
+As that evaluation does, only the reply's first line is read (``answers.first_line``): an answer
+given after a line of explanation is not credited.
 ``flow_tvbench_mvbench_style`` is Map the Flow's version of it (byminji/map-the-flow).
 """
 
@@ -34,6 +36,7 @@ TASK = MultipleChoiceTask(
     videos=("video/{flow_config}/{video}", "{flow_config}/{video}"),
     question_format="Question: {question}\nOptions:\n{options}",  # qa_template's, as MVBench's
     option_format="({key}) {text}",
+    first_line_only=True,  # infer.ipynb keeps the reply's first line ("remove potential explanation")
 )
 DATASET_PATH, DATASET_KWARGS = TASK.benchmark.dataset_path(), TASK.benchmark.dataset_kwargs()
 check_doc, process_docs, doc_to_visual = TASK.check_doc, TASK.process_docs, TASK.doc_to_visual

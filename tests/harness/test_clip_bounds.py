@@ -5,8 +5,9 @@ inside the window, and without one from the whole video, as before.
 The clip is a ramp: frame ``i`` of 24 (4 fps, 6 s) is a flat grey of level ``16 + 10 i``, so the
 pixel values a wrapper hands ``generate`` say which frames of the file it was given. The window
 2-4 s holds frames 8..16 (from ``ceil(2 x 4)`` to ``floor(4 x 4)``, qwen-vl-utils' rule). The
-LLaVA and VideoLLaMA3 wrappers give every frame (their processors sample none, lmms-eval passes
-no count); the Qwen wrappers give ``max_num_frames=8`` spread over the clip by qwen-vl-utils.
+LLaVA and VideoLLaMA3 wrappers give every frame up to their frame argument (default 32), and that
+many spread over a longer clip; the Qwen wrappers give ``max_num_frames=8`` spread over the clip by
+qwen-vl-utils.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from __future__ import annotations
 import av
 import numpy as np
 import pytest
-from conftest import SMALL_VIDEO_ARGS
+from conftest import SMALL_VIDEO_ARGS, TASKS_DIR
 from family_cases import FAMILIES
 from lmms_eval.api.instance import Instance
+from lmms_eval.utils import load_yaml_config
 from lmms_eval_flow.model_wrappers.llava_next_video_flow import LlavaNextVideoFlow
 from lmms_eval_flow.model_wrappers.llava_onevision_flow import LlavaOnevisionFlow
 from lmms_eval_flow.model_wrappers.qwen2_5_vl_flow import Qwen2_5_VLFlow
@@ -76,7 +78,12 @@ def ask(model, video: str, window: tuple | None) -> dict:
     """The inputs the wrapper generates from for one question on ``video`` cut to ``window``, asked
     as lmms-eval asks a chat model with the messages a TVBench doc builds."""
     start, end = window or (None, None)
-    model.task_dict = {"flow_x": {"test": [{"video": video}]}}
+    return ask_with(model, video_messages(video, "Which frame?", start, end))
+
+
+def ask_with(model, messages: list[dict]) -> dict:
+    """The inputs the wrapper generates from for one request of ``messages``."""
+    model.task_dict = {"flow_x": {"test": [{"video": "v"}]}}
     given, generate = [], model.model.generate
 
     def noting_inputs(**kwargs):
@@ -87,8 +94,7 @@ def ask(model, video: str, window: tuple | None) -> dict:
     try:
         [result] = model.generate_until([Instance(
             request_type="generate_until", idx=0,
-            arguments=("", lambda doc: video_messages(doc["video"], "Which frame?", start, end),
-                       {"max_new_tokens": 1}, 0, "flow_x", "test"),
+            arguments=("", lambda doc: messages, {"max_new_tokens": 1}, 0, "flow_x", "test"),
             metadata={"task": "flow_x", "doc_id": 0, "repeats": 1})])
     finally:
         del model.model.generate
@@ -134,6 +140,71 @@ def test_videollama3_stamps_the_frames_of_a_window_with_their_times_in_the_video
     *_, prompt = runs["videollama3"]
     assert [f"Time {i / FPS:.1f}s:" in prompt for i in INSIDE] == [True] * len(INSIDE)
     assert "Time 1.8s:" not in prompt and "Time 4.2s:" not in prompt
+
+
+QWEN = [family for family in WRAPPERS if family not in EVERY_FRAME]
+
+
+@pytest.mark.parametrize("family", EVERY_FRAME)
+def test_a_clip_with_more_frames_than_the_wrappers_frame_argument_gives_that_many_spread_over_it(
+        family, family_model_dir, ramp):
+    """lmms-eval's own frame argument of the wrapper (``llava_hf``'s ``max_frames_num``,
+    ``huggingface``'s ``max_num_frames``) at 4: the 2-4 s window's frames 8..16 give 8, 11, 13, 16,
+    the whole 24 give 0, 8, 15, 23 (qwen-vl-utils' rounded ``linspace``)."""
+    argument = "max_frames_num" if family == "llava_onevision" else "max_num_frames"
+    model = WRAPPERS[family].create_from_arg_string(
+        f"pretrained={family_model_dir(family)},regime=full,{ARGS[family]},{argument}=4")
+    video_processor = AutoProcessor.from_pretrained(family_model_dir(family)).video_processor
+    assert frames_given(ask(model, ramp, WINDOW), video_processor) == [8, 11, 13, 16]
+    assert frames_given(ask(model, ramp, None), video_processor) == [0, 8, 15, 23]
+
+
+@pytest.mark.parametrize("family", QWEN)
+def test_a_qwen_window_holding_fewer_frames_than_max_num_frames_is_sampled_at_the_frames_it_holds(
+        family, family_model_dir, tiny_model_dir, ramp):
+    """With ``max_num_frames=16`` the 2-4 s window holds 9 frames: qwen-vl-utils is asked for 8 of
+    them, not lmms-eval's batch count of 16 (the whole file has 24), which it would refuse; without
+    a window the video gives its 16. The name it samples through is restored after each call."""
+    from lmms_eval.models.chat import qwen2_5_vl, qwen3_vl
+
+    module = {"qwen2_5_vl": qwen2_5_vl, "qwen3_vl": qwen3_vl}[family]
+    sample = module.process_vision_info
+    model_dir = tiny_model_dir if family == "qwen2_5_vl" else family_model_dir(family)
+    args = ARGS[family].replace("max_num_frames=8", "max_num_frames=16")
+    model = WRAPPERS[family].create_from_arg_string(f"pretrained={model_dir},regime=full,{args}")
+    assert model.max_num_frames == 16
+    video_processor = AutoProcessor.from_pretrained(model_dir).video_processor
+    inside, whole = frames_given(ask(model, ramp, WINDOW), video_processor), frames_given(ask(model, ramp, None), video_processor)
+    assert len(inside) == 8 and inside[0] == INSIDE[0] and inside[-1] == INSIDE[-1] and set(inside) <= set(INSIDE)
+    assert len(whole) == 16 and whole[0] == 0 and whole[-1] == FRAMES - 1
+    assert module.process_vision_info is sample
+
+
+def test_a_prompt_stating_another_frame_count_than_the_model_samples_is_warned_about_once(tiny_model_dir, ramp):
+    """TOMATO's prompt says "16 separate frames" (``stated_frames: 16``); a model sampling up to 8 says
+    so once, naming the argument to pass; one sampling 16 says nothing."""
+    from loguru import logger
+
+    from lmms_eval_flow.tasks.flow_tomato import utils as tomato
+
+    config = load_yaml_config(str(TASKS_DIR / "flow_tomato" / "flow_tomato.yaml"), mode="simple")
+    assert tomato.TASK.doc_to_prompt({"question": "Q", "options": ["a", "b"], "answer": 0, "video_path": "v"},
+                                     config["lmms_eval_specific_kwargs"]["default"]).frames == 16
+    messages = video_messages(ramp, "You will be provided with 16 separate frames ... Q", stated_frames=16)
+    told = []
+    sink = logger.add(lambda message: told.append(str(message)), level="WARNING")
+    try:
+        for frames in (8, 16):
+            model = Qwen2_5_VLFlow.create_from_arg_string(
+                f"pretrained={tiny_model_dir},regime=full,{SMALL_VIDEO_ARGS.replace('max_num_frames=8', f'max_num_frames={frames}')}")
+            for _ in range(2):
+                ask_with(model, messages)
+    finally:
+        logger.remove(sink)
+    about_frames = [t for t in told if "frames" in t and "shown" in t]
+    assert len(about_frames) == 1
+    assert "flow_x's prompt tells the model it is shown 16 frames" in about_frames[0]
+    assert "samples up to 8" in about_frames[0] and "pass max_num_frames=16" in about_frames[0]
 
 
 # -- the processor wrapper on its own -------------------------------------------------------------

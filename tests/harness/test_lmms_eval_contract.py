@@ -147,6 +147,18 @@ def test_qwen2_5_vl_loads_where_its_accelerator_says_and_only_single_processes_w
     assert loaded.accelerator.num_processes == 1 and loaded.accelerator.process_index == real().process_index
 
 
+def test_the_qwen_chat_wrappers_sample_frames_through_their_modules_name_process_vision_info():
+    """Guards ``lmms_eval_compat.sampling_inside_windows``: lmms-eval's Qwen2.5-VL and Qwen3-VL chat
+    wrappers call qwen-vl-utils' ``process_vision_info`` through their module's name for it (else
+    the cap at a window's frames is never applied)."""
+    import qwen_vl_utils
+    from lmms_eval.models.chat import qwen2_5_vl, qwen3_vl
+
+    for module, wrapper in ((qwen2_5_vl, qwen2_5_vl.Qwen2_5_VL), (qwen3_vl, qwen3_vl.Qwen3_VL)):
+        assert module.process_vision_info is qwen_vl_utils.process_vision_info
+        assert "= process_vision_info(" in inspect.getsource(wrapper.generate_until)
+
+
 def test_a_task_manager_builds_its_index_through_initialize_tasks_and_a_kept_index_is_a_copy(probe_tasks,
                                                                                             monkeypatch):
     """Guards ``many_runs``: ``TaskManager`` builds its task index by calling ``initialize_tasks``

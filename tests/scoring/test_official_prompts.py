@@ -14,6 +14,7 @@ import inspect
 
 import pytest
 from conftest import TASKS_DIR
+from lmms_eval.protocol import ChatMessages
 from lmms_eval.utils import load_yaml_config
 from task_fixtures import fixture_docs
 
@@ -241,10 +242,12 @@ def test_a_model_specific_entry_keeps_the_official_layout_of_the_question():
                                "(B) standing up\n(C) not sure", "\nAnswer with the option letter only.")
 
 
-def test_the_primer_is_declared_not_sent_because_lmms_evals_chat_wrappers_would_close_it(monkeypatch, tmp_path):
+def test_the_primer_rides_on_the_users_text_because_lmms_evals_chat_wrappers_would_close_an_assistant_turn(
+        monkeypatch, tmp_path):
     """lmms-eval 0.7.3's chat wrappers render doc_to_messages with add_generation_prompt=True, which
     closes a final assistant message and opens a new turn: a primer there would not start the answer.
-    So the user turn goes alone and the primer stays on the prompt, for a wrapper that continues it."""
+    So the user turn goes alone, the primer named on its text (for flow models, which continue it:
+    tests/harness/test_primer.py), where lmms-eval's protocol leaves it out."""
     from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
     from transformers import AutoProcessor
 
@@ -265,7 +268,9 @@ def test_the_primer_is_declared_not_sent_because_lmms_evals_chat_wrappers_would_
     monkeypatch.setenv(DATA_DIR_VARIABLE, str(tmp_path))
     [turn] = config["doc_to_messages"](doc, kwargs)
     assert turn["role"] == "user" and turn["content"][-1]["text"] == config["doc_to_text"](doc, kwargs)
-    assert config["doc_to_text"].__self__.doc_to_prompt(doc, kwargs).primer == "Best option:("
+    assert turn["content"][-1]["primer"] == config["doc_to_text"].__self__.doc_to_prompt(doc, kwargs).primer == "Best option:("
+    [rendered] = ChatMessages(messages=[turn]).to_hf_messages()
+    assert "Best option" not in str(rendered)
 
 
 @pytest.mark.parametrize("reply", ["B) standing up", "B)", "B", "(B) standing up", "B) standing up\nThe person rises from the chair.",

@@ -296,6 +296,29 @@ def test_tvbench_docs_with_bounds_are_cut_and_others_are_not(monkeypatch, tmp_pa
     assert whole == {"type": "video", "url": str(tmp_path / "tvbench/video/action_antonym/S001C001P003R001A008_rgb.avi.mp4")}
 
 
+def test_tvbench_reads_the_first_line_of_a_reply_only():
+    """As TVBench's infer.ipynb does (``llm_message.strip().split('\\n')[0]``): an explanation after
+    the answer is not read, and an answer after a line of explanation is not credited; NExT-QA,
+    which reads the whole reply, credits that one."""
+    from lmms_eval_flow.tasks.flow_nextqa import utils as nextqa
+    from lmms_eval_flow.tasks.flow_tvbench import utils
+
+    doc = {**fixture_docs("tvbench", "action_antonym")[0], "flow_config": "action_antonym"}
+    right = utils.doc_to_target(doc)
+    wrong = next(key for key in "ABC" if key != right)
+
+    def accuracy(reply):
+        return utils.process_results(doc, [reply])["accuracy"]
+
+    assert accuracy(f"  ({right}) it is.\nNot ({wrong}), which the video does not show.") == 1.0
+    assert accuracy(f"<think>({wrong}) or ({right})?</think>\n({right})") == 1.0
+    assert accuracy(f"Looking at the person closely.\n({right})") == 0.0
+    assert accuracy(f"({wrong})\nOn second thought, ({right}).") == 0.0
+    nextqa_doc = fixture_docs("nextqa", None)[0]
+    nextqa_right = nextqa.doc_to_target(nextqa_doc)
+    assert nextqa.process_results(nextqa_doc, [f"Looking closely.\n({nextqa_right})"])["accuracy"] == 1.0
+
+
 @pytest.mark.parametrize("config", ["multi-choice", "caption_matching", "captioning"])
 def test_tempcompass_options_and_keys_come_from_the_question(config):
     from lmms_eval_flow.tasks.flow_tempcompass import utils

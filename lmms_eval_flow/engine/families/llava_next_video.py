@@ -22,12 +22,15 @@ def tokens_per_frame(config) -> int:
 
 
 def assistant_prompt_start(ids: list[int], after: int, text: PromptText) -> int:
-    """Where the closing `` ASSISTANT:`` starts: the shortest tail of the prompt that reads so."""
+    """Where the closing `` ASSISTANT:`` starts: the shortest tail of the prompt that reads so, or so
+    followed by a task's answer primer (a template text the tasks name, ``harness.primer``)."""
+    primers = {t.strip() for t in text.instructions}
     for start in range(len(ids) - 1, after - 1, -1):
-        if text.decode(ids[start:]).strip() == ASSISTANT_PROMPT:
+        tail = text.decode(ids[start:]).strip()
+        if tail.startswith(ASSISTANT_PROMPT) and tail[len(ASSISTANT_PROMPT):].strip() in {"", *primers}:
             return start
-    raise ValueError(f"the prompt does not end with {ASSISTANT_PROMPT!r} (LLaVA-NeXT-Video's generation prompt), "
-                     "so its question cannot be found")
+    raise ValueError(f"the prompt does not end with {ASSISTANT_PROMPT!r} (LLaVA-NeXT-Video's generation prompt) or "
+                     "it and a named answer primer, so its question cannot be found")
 
 
 def llava_next_video_layout(forward_kwargs: dict, row: int, *, video_token_id: int, frame_tokens: int,
