@@ -9,7 +9,10 @@ relation, 3-8 free, whose answer type is 3 yes/no, 4 colour, 5 object, 6 locatio
 
 The prompt is upstream lmms-eval's (``activitynetqa``): ActivityNet-QA's official code
 (MILVLG/activitynet-qa ``evaluation/eval.py``) only scores predictions and has no prompt; the 64 new
-tokens are lmms-eval's too.
+tokens are lmms-eval's too. ``flow_activitynetqa_videollama3_style`` asks as VideoLLaMA3's own
+evaluation does, which Map the Flow's code ships (``videollama3/evaluation/benchmarks/activitynet_qa.py``
+of byminji/map-the-flow): "Question: " + the question as the dataset words it + "\nPlease watch the
+video and answer the question clearly and concisely.\n", with its 2,048-token budget.
 
 Metrics: ``exact_match_raw``, the official evaluation's accuracy (``evaluation/eval.py``: the
 reply is the answer exactly, ``answers.raw_exact_match``), overall and per type as that script
@@ -48,7 +51,12 @@ class ActivityNetQA(VideoTask):
     """The question as the prompt, the answer as the key."""
 
     def prompt(self, doc: dict, lmms_eval_specific_kwargs: dict | None) -> Prompt:
-        return template_prompt(lmms_eval_specific_kwargs, question(doc))
+        """The question as upstream shows it, or as the dataset words it where the kwargs'
+        ``question_format`` lays it out ("Question: {question}": VideoLLaMA3's evaluation)."""
+        kwargs = lmms_eval_specific_kwargs or {}
+        if "question_format" in kwargs:
+            return template_prompt(kwargs, kwargs["question_format"].format(question=doc["question"]))
+        return template_prompt(kwargs, question(doc))
 
     def target(self, doc: dict) -> str:
         return doc["answer"]

@@ -22,6 +22,12 @@ the dataset words it, then "\nPlease directly give the best option:" (multi-choi
 matching), "\nPlease answer yes or no:" (yes/no) or nothing (captioning, whose question ends with
 "Generated Caption:"); every format with those scripts' 128 new tokens.
 
+``flow_tempcompass_<format>_videollama3_style`` asks in the prompt style of VideoLLaMA3's own
+evaluation, which Map the Flow's code ships for VideoLLaMA3 (``videollama3/evaluation/benchmarks/
+tempcompass.py`` of byminji/map-the-flow): "Question: " + the question (captioning's without
+"Generated Caption:") + a format's instruction, with its 2,048-token budget (``mm_infer``'s default);
+its "Question: " is question, as that code's analysis draws it (the question runs from the video on).
+
 Per-aspect accuracies (``dim``: action, speed, direction, order, attribute_change) come with
 the overall accuracy.
 """
@@ -104,13 +110,18 @@ class TempCompass(VideoTask):
             raise DocProblem(f"field 'answer' = {doc['answer']!r} is not one of the options {list(options(doc))}")
 
     def prompt(self, doc: dict, lmms_eval_specific_kwargs: dict | None) -> Prompt:
-        """The question as the dataset words it, the format's instruction after it (the YAML's
-        ``post_prompt`` holds one per format); captioning as a choice where the kwargs say so."""
+        """The question as the dataset words it (in ``question_format``, "{question}" by default;
+        captioning's closing "Generated Caption:" dropped where ``drop_caption_cue`` says so), the
+        format's instruction after it (the YAML's ``post_prompt`` holds one per format); captioning
+        as a choice where the kwargs say so."""
         kwargs = dict(lmms_eval_specific_kwargs or {})
         post_prompts = kwargs.get("post_prompt") or {}
         kwargs["post_prompt"] = post_prompts.get(doc["flow_config"], "") if isinstance(post_prompts, dict) else post_prompts
         if doc["flow_config"] != "captioning" or not kwargs.get("captioning_as_choice"):
-            return template_prompt(kwargs, doc["question"])
+            question = doc["question"]
+            if doc["flow_config"] == "captioning" and kwargs.get("drop_caption_cue"):
+                question = question.replace("Generated Caption:", "").strip()
+            return template_prompt(kwargs, kwargs.get("question_format", "{question}").format(question=question))
         shown = {key: "; ".join(f"{name}: {value}" for name, value in info.items()) for key, info in _information(doc).items()}
         return template_prompt(kwargs, f"Which of these descriptions is consistent with the video?\n{options_block(shown)}")
 

@@ -305,3 +305,45 @@ def test_every_file_a_variant_includes_is_packaged():
                 for line in path.read_text().splitlines() if line.startswith("include: ")}
     assert "_mvbench_style_template.yaml" in included
     assert all(any(fnmatch(name, pattern) for pattern in patterns) for name in included)
+
+
+# VideoLLaMA3's own evaluation, as Map the Flow's code ships it for VideoLLaMA3 (byminji/map-the-flow
+# videollama3/evaluation/benchmarks/tempcompass.py and activitynet_qa.py, generate_instruction; mm_infer's
+# default max_new_tokens=2048 in videollama3/evaluation/register.py).
+@pytest.mark.parametrize("name, config_name, question, instruction", [
+    ("multi_choice", "multi-choice",
+     "Question: What is the man doing in the video?\nA. dribbling a basketball\nB. dunking a basketball\nC. passing a basketball",
+     "\nPlease answer with the option's letter from the given choices directly and only give the best option."),
+    ("yes_no", "yes_no", "Question: Is the man dunking a basketball?", "\nPlease answer with 'yes' or 'no' directly."),
+    ("caption_matching", "caption_matching",
+     "Question: Which caption matches the video better?\nCaption A: The man is dribbling a basketball.\n"
+     "Caption B: A man is dunking a basketball.", "\nPlease directly give the best option:"),
+    ("captioning", "captioning",
+     "Question: You will be presented with a video and several pieces of information. One piece of information is "
+     "consistent with the video while the others are not. Please identify the information that consistent with the "
+     "video and generate a video caption accordingly.\nInformation A: {'subject': 'man', 'action': 'dribbling a "
+     "basketball'}\nInformation B: {'subject': 'man', 'action': 'passing a basketball'}\nInformation C: {'subject': "
+     "'man', 'action': 'dunking a basketball'}", "\nPlease answer with the caption directly."),
+])
+def test_tempcompass_videollama3_style_is_videollama3s_instruction_with_its_2048_tokens(name, config_name, question,
+                                                                                       instruction):
+    config = task("flow_tempcompass", f"flow_tempcompass_{name}_videollama3_style")
+    default = task("flow_tempcompass", f"flow_tempcompass_{name}")
+    doc = first_doc("tempcompass", config_name)
+    assert prompt_of(config, doc) == Prompt("", question, instruction)
+    assert budget(config) == 2048 and config["dataset_name"] == default["dataset_name"] == config_name
+    assert same_settings(config, {"task", "generation_kwargs", "lmms_eval_specific_kwargs"}) == \
+        same_settings(default, {"task", "generation_kwargs", "lmms_eval_specific_kwargs"})
+    assert config["process_results"](doc, [config["doc_to_target"](doc)])["accuracy"] == 1.0  # scored as the default
+
+
+def test_activitynetqa_videollama3_style_asks_the_question_as_worded_with_its_instruction_and_2048_tokens():
+    config = task("flow_activitynetqa", "flow_activitynetqa_videollama3_style")
+    default = task("flow_activitynetqa", "flow_activitynetqa")
+    doc = first_doc("activitynetqa")
+    assert prompt_of(config, doc) == Prompt("", "Question: what is the person in the video doing",
+                                            "\nPlease watch the video and answer the question clearly and concisely.\n")
+    assert prompt_of(default, doc).question == "What is the person in the video doing?"  # upstream lmms-eval's, unchanged
+    assert budget(config) == 2048
+    assert same_settings(config, {"task", "generation_kwargs", "lmms_eval_specific_kwargs"}) == \
+        same_settings(default, {"task", "generation_kwargs", "lmms_eval_specific_kwargs"})

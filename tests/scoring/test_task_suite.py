@@ -242,5 +242,6 @@ def test_the_tasks_are_listed_from_the_include_path():
     names = set(TaskManager(include_path=str(TASKS_DIR)).all_tasks)
     expected = {"flow_tempcompass", *(f"flow_tempcompass_{t}" for t in TEMPCOMPASS.values()), "flow_tvbench",
                 *(f"flow_tvbench_{t}" for t in TVBENCH), "flow_tomato", "flow_nextqa_mc", "flow_activitynetqa",
-                "flow_longvideobench_val"}
+                "flow_longvideobench_val", "flow_activitynetqa_videollama3_style",
+                *(f"flow_tempcompass_{t}_videollama3_style" for t in TEMPCOMPASS.values())}
     assert expected <= names
