@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import SMALL_VIDEO_ARGS, TASKS_DIR
 from family_cases import FAMILIES
-from lmms_eval.api.instance import Instance
+from wrapper_calls import generate_inputs
 from lmms_eval.utils import load_yaml_config
 from lmms_eval_flow.model_wrappers.llava_next_video_flow import LlavaNextVideoFlow
 from lmms_eval_flow.model_wrappers.llava_onevision_flow import LlavaOnevisionFlow
@@ -78,29 +78,7 @@ def ask(model, video: str, window: tuple | None) -> dict:
     """The inputs the wrapper generates from for one question on ``video`` cut to ``window``, asked
     as lmms-eval asks a chat model with the messages a TVBench doc builds."""
     start, end = window or (None, None)
-    return ask_with(model, video_messages(video, "Which frame?", start, end))
-
-
-def ask_with(model, messages: list[dict]) -> dict:
-    """The inputs the wrapper generates from for one request of ``messages``."""
-    model.task_dict = {"flow_x": {"test": [{"video": "v"}]}}
-    given, generate = [], model.model.generate
-
-    def noting_inputs(**kwargs):
-        given.append(kwargs)
-        return generate(**kwargs)
-
-    model.model.generate = noting_inputs
-    try:
-        [result] = model.generate_until([Instance(
-            request_type="generate_until", idx=0,
-            arguments=("", lambda doc: messages, {"max_new_tokens": 1}, 0, "flow_x", "test"),
-            metadata={"task": "flow_x", "doc_id": 0, "repeats": 1})])
-    finally:
-        del model.model.generate
-    assert result.text.failure is None, result.text.failure
-    [inputs] = given
-    return inputs
+    return generate_inputs(model, video_messages(video, "Which frame?", start, end))
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +176,7 @@ def test_a_prompt_stating_another_frame_count_than_the_model_samples_is_warned_a
             model = Qwen2_5_VLFlow.create_from_arg_string(
                 f"pretrained={tiny_model_dir},regime=full,{SMALL_VIDEO_ARGS.replace('max_num_frames=8', f'max_num_frames={frames}')}")
             for _ in range(2):
-                ask_with(model, messages)
+                generate_inputs(model, messages)
     finally:
         logger.remove(sink)
     about_frames = [t for t in told if "frames" in t and "shown" in t]

@@ -2,7 +2,6 @@
 every family through the real CLI with its edges in the results (``full`` against lmms-eval's own
 wrappers: test_stock_equivalence)."""
 
-import importlib
 from pathlib import Path
 
 import pytest
@@ -12,20 +11,14 @@ from conftest import TASKS_DIR
 from family_cases import FAMILIES, FAMILY
 from lmms_eval.models.chat.huggingface import Huggingface
 from lmms_eval.utils import simple_parse_args_string
+from wrapper_calls import flow_class
 
 from lmms_eval_flow.harness.runner import run_lmms_eval_many
-from lmms_eval_flow.model_wrappers import WRAPPERS
 
 REGIMES = ["full", "effective", "random", "staged", "temporal_exit"]
 DOCS = 3
 MAX_NEW_TOKENS = 4
 ARGS = {"device": "cpu", "device_map": "cpu"}
-
-
-def flow_class(family: str) -> type:
-    """The family's flow wrapper, as lmms-eval imports it."""
-    module, name = WRAPPERS[f"{family}_flow"].rsplit(".", 1)
-    return getattr(importlib.import_module(module), name)
 
 
 def lmms_eval_args(family: str) -> dict:

@@ -7,47 +7,18 @@ from __future__ import annotations
 import pytest
 import torch
 from family_cases import CLIP, FAMILIES, QUESTION
-from lmms_eval.api.instance import Instance
+from wrapper_calls import flow_class, generate_inputs
 from lmms_eval.protocol import ChatMessages
 from transformers import AutoProcessor
 
 from lmms_eval_flow.engine.families import apply_regime
 from lmms_eval_flow.engine.regimes import build_regime
 from lmms_eval_flow.harness.primer import ContinuingProcessor, primer_in, with_primer
-from lmms_eval_flow.model_wrappers import WRAPPERS
 from lmms_eval_flow.scoring.task_utils import video_messages
 from lmms_eval_flow.toy.clips import clip_path
 
 PRIMER = "Best option:("
 INSTRUCTION = "\nOnly give the best option."
-
-
-def wrapper_class(family: str) -> type:
-    import importlib
-
-    module, name = WRAPPERS[f"{family}_flow"].rsplit(".", 1)
-    return getattr(importlib.import_module(module), name)
-
-
-def generate_inputs(model, messages) -> dict:
-    """The inputs the wrapper hands ``generate`` for one request built from ``messages``."""
-    model.task_dict = {"flow_x": {"test": [{"video": "v"}]}}
-    given, generate = [], model.model.generate
-
-    def noting_inputs(**kwargs):
-        given.append(kwargs)
-        return generate(**kwargs)
-
-    model.model.generate = noting_inputs
-    try:
-        [result] = model.generate_until([Instance(
-            request_type="generate_until", idx=0, arguments=("", lambda doc: messages, {"max_new_tokens": 2}, 0, "flow_x", "test"),
-            metadata={"task": "flow_x", "doc_id": 0, "repeats": 1})])
-    finally:
-        del model.model.generate
-    assert result.text.failure is None, result.text.failure
-    [inputs] = given
-    return inputs
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +27,7 @@ def primed(family_model_dir) -> dict:
     video = str(clip_path(CLIP))
     found = {}
     for family in FAMILIES:
-        model = wrapper_class(family.name).create_from_arg_string(
+        model = flow_class(family.name).create_from_arg_string(
             f"pretrained={family_model_dir(family.name)},regime=full,{family.model_args}")
         with_it = generate_inputs(model, video_messages(video, QUESTION + INSTRUCTION, instructions=(INSTRUCTION,),
                                                         primer=PRIMER))
