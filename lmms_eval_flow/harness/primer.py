@@ -8,6 +8,8 @@ turn (``with_primer``) and renders every conversation that ends in an assistant 
 continued (``ContinuingProcessor``: transformers' ``continue_final_message``), where lmms-eval's
 wrappers would close it and open a fresh turn after it (``add_generation_prompt=True``). The
 primer's tokens follow the user turn, so every family's layout draws them as template.
+A benchmark's system text goes as a system turn (``video_messages(..., system=)``), which every
+chat wrapper renders; ``ContinuingProcessor`` keeps it alone where a wrapper adds its own default.
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ def with_primer(messages: list[dict]) -> list[dict]:
     return [*messages, {"role": "assistant", "content": [{"type": "text", "text": primer}]}]
 
 
+def _one_system_turn(conversation):
+    """The conversation with only the last of its leading system turns."""
+    def is_system(message) -> bool:
+        return isinstance(message, dict) and message.get("role") == "system"
+
+    leading = next((i for i, message in enumerate(conversation) if not is_system(message)), len(conversation))
+    return list(conversation[leading - 1:]) if leading > 1 else conversation
+
+
 def _ends_in_answer(conversation) -> bool:
     return bool(conversation) and isinstance(conversation[-1], dict) and conversation[-1].get("role") == "assistant"
 
@@ -37,7 +48,12 @@ def _ends_in_answer(conversation) -> bool:
 class ContinuingProcessor:
     """The loaded processor (or lmms-eval-facing wrapper of it), whose ``apply_chat_template`` asked
     for a generation prompt renders a conversation ending in an assistant turn as that turn
-    continued; every other call and attribute is the wrapped processor's own."""
+    continued; every other call and attribute is the wrapped processor's own.
+
+    It also renders one system turn: lmms-eval's Qwen3-VL wrapper puts its own (``system_prompt``,
+    "You are a helpful assistant." by default) before the messages a task built, and a task's
+    system turn (a benchmark's system text) then replaces it, as a system prompt replaces a
+    template's default, instead of following it as a second."""
 
     def __init__(self, processor):
         self.processor = processor
@@ -51,7 +67,8 @@ class ContinuingProcessor:
     def apply_chat_template(self, conversation, *args, **kwargs):
         apply = self.processor.apply_chat_template
         batched = bool(conversation) and isinstance(conversation[0], (list, tuple))
-        conversations = conversation if batched else [conversation]
+        conversations = [_one_system_turn(turns) for turns in (conversation if batched else [conversation])]
+        conversation = conversations if batched else conversations[0]
         if not kwargs.get("add_generation_prompt") or not any(map(_ends_in_answer, conversations)):
             return apply(conversation, *args, **kwargs)
         continued = {**kwargs, "add_generation_prompt": False, "continue_final_message": True}

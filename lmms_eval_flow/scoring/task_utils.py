@@ -367,8 +367,11 @@ def options_block(options: dict[str, str], option_format: str = "{key}. {text}")
 
 
 def video_messages(video: str, text: str, start: float | None = None, end: float | None = None,
-                   instructions: tuple[str, ...] = (), primer: str = "", stated_frames: int | None = None) -> list[dict]:
-    """One user turn for chat models: the video first, then the text.
+                   instructions: tuple[str, ...] = (), primer: str = "", stated_frames: int | None = None,
+                   system: str = "") -> list[dict]:
+    """One user turn for chat models: the video first, then the text; after a system turn of
+    ``system`` where given (the benchmark's system text; every chat wrapper renders it, and a model's
+    token layout draws it as prefix, before the video).
 
     ``start``/``end`` (seconds) cut the clip to that window: lmms-eval's chat protocol passes
     them to the video reader (``video_start``/``video_end`` in qwen-vl-utils). ``instructions``
@@ -387,7 +390,8 @@ def video_messages(video: str, text: str, start: float | None = None, end: float
     text_content = {"type": "text", "text": text, **({"instructions": list(instructions)} if instructions else {}),
                     **({"primer": primer} if primer else {}),
                     **({"stated_frames": stated_frames} if stated_frames is not None else {})}
-    return [{"role": "user", "content": [content, text_content]}]
+    user = {"role": "user", "content": [content, text_content]}
+    return [{"role": "system", "content": [{"type": "text", "text": system}]}, user] if system else [user]
 
 
 def text_messages(text: str) -> list[dict]:

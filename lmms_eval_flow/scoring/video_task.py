@@ -71,6 +71,7 @@ class Prompt:
     instruction: str  # template after the question: the task's instruction, lmms-eval's post_prompt
     primer: str = ""  # the answer's start in the assistant turn ("Best option:("), or none
     frames: int | None = None  # the frame count the prompt tells the model it is shown (TOMATO's "16 separate frames")
+    system: str = ""  # the benchmark's system text, sent as a system turn before the user's (lmms-eval's system_prompt), or none
 
     @property
     def text(self) -> str:
@@ -84,11 +85,11 @@ class Prompt:
 
 
 def template_prompt(kwargs: dict | None, question: str, default_instruction: str = "") -> Prompt:
-    """``question`` between lmms-eval's ``pre_prompt`` and ``post_prompt``, with the ``answer_primer``
-    and the ``stated_frames`` the kwargs declare (model-specific entries override them)."""
+    """``question`` between lmms-eval's ``pre_prompt`` and ``post_prompt``, with the ``answer_primer``,
+    ``stated_frames`` and ``system_prompt`` the kwargs declare (model-specific entries override them)."""
     kwargs = kwargs or {}
     return Prompt(kwargs.get("pre_prompt", ""), question, kwargs.get("post_prompt", default_instruction),
-                  kwargs.get("answer_primer", ""), kwargs.get("stated_frames"))
+                  kwargs.get("answer_primer", ""), kwargs.get("stated_frames"), kwargs.get("system_prompt", ""))
 
 
 @dataclass(frozen=True)
@@ -201,13 +202,14 @@ class VideoTask(ABC):
         return f"(invalid doc: {problem})" if problem else self.target(doc)
 
     def doc_to_messages(self, doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> list[dict]:
-        """The video, cut to the doc's window (lmms-eval's chat protocol hands it to the video
-        reader), then the prompt, its template parts named; an invalid doc's text alone."""
+        """The benchmark's system turn where it has one, then the video, cut to the doc's window
+        (lmms-eval's chat protocol hands it to the video reader), then the prompt, its template parts
+        named; an invalid doc's text alone."""
         if problem_of(doc):
             return text_messages(self.doc_to_text(doc))
         prompt = self.doc_to_prompt(doc, lmms_eval_specific_kwargs)
         return video_messages(self.doc_to_visual(doc)[0], prompt.text, *self.clip(doc), instructions=prompt.instructions,
-                              primer=prompt.primer, stated_frames=prompt.frames)
+                              primer=prompt.primer, stated_frames=prompt.frames, system=prompt.system)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True, repr=False)

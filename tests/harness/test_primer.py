@@ -1,6 +1,7 @@
 """Answer primers ("Best option:("): a flow model of every family starts the assistant's turn with
 the primer its task names, its layout draws the primer as template with the last position on it,
-and lmms-eval's own protocol (what its wrappers render) still leaves it out."""
+and lmms-eval's own protocol (what its wrappers render) still leaves it out. A benchmark's system
+text is the prompt's one system turn, drawn as prefix."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from lmms_eval_flow.scoring.task_utils import video_messages
 from lmms_eval_flow.toy.clips import clip_path
 
 PRIMER = "Best option:("
+SYSTEM = "Carefully watch the video and answer."
 INSTRUCTION = "\nOnly give the best option."
 
 
@@ -32,12 +34,17 @@ def primed(family_model_dir) -> dict:
         with_it = generate_inputs(model, video_messages(video, QUESTION + INSTRUCTION, instructions=(INSTRUCTION,),
                                                         primer=PRIMER))
         without = generate_inputs(model, video_messages(video, QUESTION + INSTRUCTION, instructions=(INSTRUCTION,)))
-        inputs = {key: value for key, value in with_it.items() if isinstance(value, torch.Tensor)}
-        with torch.no_grad(), apply_regime(model.model, model.tokenizer, build_regime("effective", family.depth),
-                                           instructions={INSTRUCTION, PRIMER}) as session:
-            model.model(**inputs)
-        [plan] = session.take_records()
-        found[family.name] = (model.tokenizer, with_it["input_ids"][0], without["input_ids"][0], plan.layout)
+        system = generate_inputs(model, video_messages(video, QUESTION + INSTRUCTION, instructions=(INSTRUCTION,),
+                                                       system=SYSTEM))
+        layouts = []
+        for inputs in (with_it, system):
+            with torch.no_grad(), apply_regime(model.model, model.tokenizer, build_regime("effective", family.depth),
+                                               instructions={INSTRUCTION, PRIMER}) as session:
+                model.model(**{key: value for key, value in inputs.items() if isinstance(value, torch.Tensor)})
+            [plan] = session.take_records()
+            layouts.append(plan.layout)
+        found[family.name] = (model.tokenizer, with_it["input_ids"][0], without["input_ids"][0], layouts[0],
+                              system["input_ids"][0], layouts[1])
     return found
 
 
@@ -46,7 +53,7 @@ def test_the_prompt_is_the_unprimed_one_with_the_assistant_turn_started_by_the_p
     """Up to the user turn's end the prompts are the same; then the chat template's own start of an
     assistant turn (LLaVA-OneVision writes it "assistant " where its generation prompt has
     "assistant\\n") and the primer, which ends the prompt."""
-    tokenizer, with_it, without, _ = primed[family]
+    tokenizer, with_it, without, *_ = primed[family]
     same = next((i for i, (a, b) in enumerate(zip(with_it.tolist(), without.tolist())) if a != b), len(without))
     assert INSTRUCTION.strip() in tokenizer.decode(without[:same])
     tail = tokenizer.decode(with_it[same:])
@@ -56,12 +63,23 @@ def test_the_prompt_is_the_unprimed_one_with_the_assistant_turn_started_by_the_p
 
 @pytest.mark.parametrize("family", [family.name for family in FAMILIES])
 def test_the_primer_is_template_and_the_last_position_is_its_end(primed, family):
-    tokenizer, with_it, without, layout = primed[family]
+    tokenizer, with_it, without, layout, *_ = primed[family]
     primer = set(range(len(without), len(with_it)))
     last = layout.positions("last").tolist()
     assert last == [len(with_it) - 1]
     assert primer - set(last) <= set(layout.positions("template").tolist())
     assert tokenizer.decode(with_it[layout.positions("question")]).strip() == QUESTION
+
+
+@pytest.mark.parametrize("family", [family.name for family in FAMILIES])
+def test_a_system_text_is_the_one_system_turn_and_prefix(primed, family):
+    """Qwen3-VL's wrapper adds its own system turn ("You are a helpful assistant."): the task's replaces it."""
+    tokenizer, *_, with_system, layout = primed[family]
+    text = tokenizer.decode(with_system)
+    assert text.count(SYSTEM) == 1 and "You are a helpful assistant." not in text
+    prefix = tokenizer.decode(with_system[layout.positions("prefix")])
+    assert SYSTEM in prefix and QUESTION not in prefix
+    assert tokenizer.decode(with_system[layout.positions("question")]).strip() == QUESTION
 
 
 def test_the_primer_rides_on_the_text_and_lmms_evals_protocol_leaves_it_out():

@@ -22,7 +22,8 @@ from lmms_eval_flow.scoring.answers import parse_choice
 from lmms_eval_flow.scoring.task_utils import DATA_DIR_VARIABLE
 from lmms_eval_flow.scoring.video_task import Prompt
 
-# TVBench's infer.ipynb (daniel-cores/tvbench): the system text it puts before the question (system_llm=True).
+# TVBench's infer.ipynb (daniel-cores/tvbench): the system text of its conversation, which it also puts before the
+# question (system_llm=True); Map the Flow's SYSTEM_MVBENCH (tasks/eval/eval_utils.py) is the same text.
 VIDEOCHAT2_SYSTEM = ("Carefully watch the video and pay attention to the cause and sequence of events, the detail and "
                      "movement of objects, and the action and pose of persons. Based on your observations, select the "
                      "best option that accurately addresses the question.\n")
@@ -109,7 +110,7 @@ def test_tvbench_is_its_official_mvbench_format_prompt_with_100_tokens_and_its_p
     parts = prompt_of(config, doc)
     options = "\n".join(f"({'ABCDE'[i]}) {text}" for i, text in enumerate(doc["candidates"]))
     assert parts == Prompt(VIDEOCHAT2_SYSTEM, f"Question: {doc['question']}\nOptions:\n{options}", "\nOnly give the best option.",
-                           "Best option:(")
+                           "Best option:(", system=VIDEOCHAT2_SYSTEM)  # get_prompt2 starts with the system text
     assert budget(config) == 100
 
 
@@ -210,7 +211,7 @@ def test_the_mvbench_style_variant_is_map_the_flows_prompt(variant):
         "flow_longvideobench": "Question: In the video, what colour is the umbrella the woman holds?\nOptions:\n(A) Red\n(B) Blue\n"
                                "(C) Green\n(D) Yellow",
     }[folder]
-    assert parts == Prompt("", expected, " \nOnly give the best option.", "Best option:(")
+    assert parts == Prompt("", expected, " \nOnly give the best option.", "Best option:(", system=VIDEOCHAT2_SYSTEM)  # SYSTEM_MVBENCH
     assert parts.text == expected + " \nOnly give the best option."
     assert budget(config) == 100
     # Everything but the prompt and its budget is the default task's: same data, hooks and metrics.
@@ -266,11 +267,24 @@ def test_the_primer_rides_on_the_users_text_because_lmms_evals_chat_wrappers_wou
     video.parent.mkdir(parents=True)
     video.write_bytes(b"")
     monkeypatch.setenv(DATA_DIR_VARIABLE, str(tmp_path))
-    [turn] = config["doc_to_messages"](doc, kwargs)
+    *_, turn = config["doc_to_messages"](doc, kwargs)  # after the system turn
     assert turn["role"] == "user" and turn["content"][-1]["text"] == config["doc_to_text"](doc, kwargs)
     assert turn["content"][-1]["primer"] == config["doc_to_text"].__self__.doc_to_prompt(doc, kwargs).primer == "Best option:("
     [rendered] = ChatMessages(messages=[turn]).to_hf_messages()
     assert "Best option" not in str(rendered)
+
+
+def test_a_benchmarks_system_text_is_a_system_turn_before_the_video(monkeypatch, tmp_path):
+    config = task("flow_tvbench", "flow_tvbench_mvbench_style_action_antonym")
+    doc = first_doc("tvbench", "action_antonym")
+    video = tmp_path / "tvbench" / "video" / "action_antonym" / doc["video"]  # never decoded here
+    video.parent.mkdir(parents=True)
+    video.write_bytes(b"")
+    monkeypatch.setenv(DATA_DIR_VARIABLE, str(tmp_path))
+    system, user = config["doc_to_messages"](doc, config["lmms_eval_specific_kwargs"]["default"])
+    assert system == {"role": "system", "content": [{"type": "text", "text": VIDEOCHAT2_SYSTEM}]}
+    assert user["role"] == "user" and user["content"][0]["type"] == "video"
+    assert [m["role"] for m in ChatMessages(messages=[system, user]).to_hf_messages()] == ["system", "user"]
 
 
 @pytest.mark.parametrize("reply", ["B) standing up", "B)", "B", "(B) standing up", "B) standing up\nThe person rises from the chair.",
