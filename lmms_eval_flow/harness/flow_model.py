@@ -420,14 +420,17 @@ class FlowModel:
     def _check_stated_frames(self, task: str, messages: list[dict]) -> None:
         """Warn, once per task, when a prompt tells the model it is shown a frame count (TOMATO's
         "16 separate frames") other than the most this model samples (its lmms-eval frame argument)."""
-        limit = getattr(self, self.frames_attribute, None)
+        limit, fps = getattr(self, self.frames_attribute, None), getattr(self, "fps", None)
         for stated in {c["stated_frames"] for m in messages for c in m.get("content", [])
                        if isinstance(c, dict) and "stated_frames" in c}:
-            if limit is not None and stated != limit and (task, stated) not in self._frame_counts_told:
-                self._frame_counts_told.add((task, stated))
-                logger.warning(f"{task}'s prompt tells the model it is shown {stated} frames, but {self.model_name} "
-                               f"samples up to {limit} ({self.frames_attribute}={limit}): pass "
-                               f"{self.frames_attribute}={stated} to run the benchmark's protocol")
+            if (fps is None and stated == limit) or limit is None or (task, stated) in self._frame_counts_told:
+                continue
+            self._frame_counts_told.add((task, stated))
+            sampled = f"samples {fps} frames a second (fps={fps})" if fps is not None else \
+                f"samples up to {limit} ({self.frames_attribute}={limit})"
+            logger.warning(f"{task}'s prompt tells the model it is shown {stated} frames, but {self.model_name} "
+                           f"{sampled}: pass {self.frames_attribute}={stated}{' and no fps' if fps is not None else ''} "
+                           f"to run the benchmark's protocol")
 
     def videos_being_built(self) -> list:
         """The videos of the batch lmms-eval is preparing: the prompts built since the last
