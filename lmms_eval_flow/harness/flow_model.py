@@ -60,7 +60,7 @@ from lmms_eval_flow.engine.plan import SamplePlan
 from lmms_eval_flow.engine import families
 from lmms_eval_flow.engine.regimes import PARAMETERS, Regime, build_regime
 from lmms_eval_flow.harness.ledger import LedgerError
-from lmms_eval_flow.harness.primer import ContinuingProcessor, primer_in, with_primer
+from lmms_eval_flow.harness.primer import ContinuingProcessor, named_on_text, primer_in, with_primer
 from lmms_eval_flow.harness.reply import FlowReply, PrefillCost, note_flow_model_loaded
 from lmms_eval_flow.harness.results_files import install_results_check
 from lmms_eval_flow.harness.run_errors import REPEATED_ERRORS, ConfigurationError, RepeatedGenerationError, RunStopped, fix_for
@@ -155,8 +155,7 @@ class RunOptions:
 
 def instructions_in(messages: list[dict]) -> set[str]:
     """The instruction texts a prompt's messages name on their text (``task_utils.video_messages``)."""
-    return {instruction for message in messages for content in message.get("content", [])
-            if isinstance(content, dict) for instruction in content.get("instructions", [])}
+    return {instruction for named in named_on_text(messages, "instructions") for instruction in named}
 
 
 def _is_count(value) -> bool:
@@ -421,8 +420,7 @@ class FlowModel:
         """Warn, once per task, when a prompt tells the model it is shown a frame count (TOMATO's
         "16 separate frames") other than the most this model samples (its lmms-eval frame argument)."""
         limit, fps = getattr(self, self.frames_attribute, None), getattr(self, "fps", None)
-        for stated in {c["stated_frames"] for m in messages for c in m.get("content", [])
-                       if isinstance(c, dict) and "stated_frames" in c}:
+        for stated in set(named_on_text(messages, "stated_frames")):
             if (fps is None and stated == limit) or limit is None or (task, stated) in self._frame_counts_told:
                 continue
             self._frame_counts_told.add((task, stated))

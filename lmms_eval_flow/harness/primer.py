@@ -15,10 +15,16 @@ chat wrapper renders; ``ContinuingProcessor`` keeps it alone where a wrapper add
 from __future__ import annotations
 
 
+def named_on_text(messages: list[dict], field: str) -> list:
+    """The values a task named on its prompt's text under ``field`` (``task_utils.video_messages``:
+    ``instructions``, ``primer``, ``stated_frames``), where lmms-eval's chat protocol leaves them out."""
+    return [content[field] for message in messages for content in message.get("content", [])
+            if isinstance(content, dict) and field in content]
+
+
 def primer_in(messages: list[dict]) -> str:
     """The primer a prompt's messages name on their text, or "" (none)."""
-    named = {content["primer"] for message in messages for content in message.get("content", [])
-             if isinstance(content, dict) and content.get("primer")}
+    named = set(named_on_text(messages, "primer")) - {""}
     if len(named) > 1:
         raise ValueError(f"a prompt names more than one answer primer: {sorted(named)}")
     return named.pop() if named else ""
