@@ -59,6 +59,7 @@ from transformers import AutoModelForImageTextToText
 from transformers.video_utils import VideoMetadata, load_video
 
 from lmms_eval_flow.harness.flow_model import FlowModel, lmms_eval_arguments
+from lmms_eval_flow.harness.primer import as_batch
 from lmms_eval_flow.harness.sample_checks import frame_count, frames_to_sample
 
 
@@ -183,10 +184,9 @@ def sampling_inside_windows(module: ModuleType):
         def message(m):
             return {**m, "content": [capped(c) for c in m["content"]]} if isinstance(m.get("content"), list) else m
 
-        nested = conversations and isinstance(conversations[0], list)
-        capped_conversations = [[message(m) for m in c] for c in conversations] if nested \
-            else [message(m) for m in conversations]
-        return sample(capped_conversations, *args, **kwargs)
+        given, batched = as_batch(conversations)
+        capped_conversations = [[message(m) for m in turns] for turns in given]
+        return sample(capped_conversations if batched else capped_conversations[0], *args, **kwargs)
 
     module.process_vision_info = sampling
     try:
@@ -219,7 +219,7 @@ class LmmsEvalProcessor:
         """The processor's own; a prompt templated as text notes its videos' windows for the next call
         (one tokenized here is processed by the processor itself, and notes nothing)."""
         if not kwargs.get("tokenize", False):
-            conversations = conversation if conversation and isinstance(conversation[0], (list, tuple)) else [conversation]
+            conversations, _ = as_batch(conversation)
             self.templated += [clip for turns in conversations for clip in clips_in(turns)]
         return self.processor.apply_chat_template(conversation, *args, **kwargs)
 

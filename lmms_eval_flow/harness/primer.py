@@ -38,6 +38,13 @@ def with_primer(messages: list[dict]) -> list[dict]:
     return [*messages, {"role": "assistant", "content": [{"type": "text", "text": primer}]}]
 
 
+def as_batch(conversation) -> tuple[list, bool]:
+    """A chat-template call's conversations as a list, and whether it was given a batch of them
+    (``apply_chat_template`` and qwen-vl-utils take one conversation or a list of them)."""
+    batched = bool(conversation) and isinstance(conversation[0], (list, tuple))
+    return (list(conversation) if batched else [conversation]), batched
+
+
 def _one_system_turn(conversation):
     """The conversation with only the last of its leading system turns."""
     def is_system(message) -> bool:
@@ -72,8 +79,8 @@ class ContinuingProcessor:
 
     def apply_chat_template(self, conversation, *args, **kwargs):
         apply = self.processor.apply_chat_template
-        batched = bool(conversation) and isinstance(conversation[0], (list, tuple))
-        conversations = [_one_system_turn(turns) for turns in (conversation if batched else [conversation])]
+        given, batched = as_batch(conversation)
+        conversations = [_one_system_turn(turns) for turns in given]
         conversation = conversations if batched else conversations[0]
         if not kwargs.get("add_generation_prompt") or not any(map(_ends_in_answer, conversations)):
             return apply(conversation, *args, **kwargs)
